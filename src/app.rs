@@ -1,0 +1,66 @@
+//! The shared state of a running server and the top-level router.
+
+use std::sync::Arc;
+
+use http::{Method, Request, StatusCode};
+use hyper::body::Incoming;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::http::{Response, full};
+use crate::lock::Locker;
+use crate::server::cors;
+use crate::store::Store;
+use crate::tus;
+
+pub struct App {
+    pub cfg: Config,
+    pub store: Arc<Store>,
+    pub locks: Locker,
+    /// Cancelled when the server begins to shut down.
+    pub shutdown: CancellationToken,
+}
+
+impl App {
+    pub fn new(cfg: Config, store: Arc<Store>, shutdown: CancellationToken) -> Arc<App> {
+        let locks = Locker::new(cfg.lock_timeout, shutdown.clone());
+        Arc::new(App { cfg, store, locks, shutdown })
+    }
+
+    /// Routes a request and adds the headers every response carries.
+    pub async fn handle(self: Arc<App>, req: Request<Incoming>) -> Response {
+        let origin = cors::origin(req.headers(), &self.cfg.cors);
+        let preflight = cors::is_preflight(req.method(), req.headers());
+        let preflight_headers = preflight.then(|| req.headers().clone());
+
+        let mut resp = if matches!(origin, cors::Origin::Denied) {
+            plain(StatusCode::FORBIDDEN, "this origin is not allowed by the server's CORS settings")
+        } else if preflight {
+            tus::options(&self)
+        } else {
+            self.route(req).await
+        };
+        cors::decorate(&mut resp, &origin, preflight_headers.as_ref());
+        resp
+    }
+
+    async fn route(self: &Arc<App>, req: Request<Incoming>) -> Response {
+        let path = req.uri().path();
+        let base = self.cfg.base_path.as_str();
+        if path.starts_with(base) || path == base.trim_end_matches('/') {
+            return tus::handle(self.clone(), req).await;
+        }
+        if req.method() == Method::OPTIONS {
+            return tus::options(self);
+        }
+        plain(StatusCode::NOT_FOUND, "not found")
+    }
+}
+
+pub fn plain(status: StatusCode, message: &str) -> Response {
+    let mut resp = http::Response::new(full(format!("{message}\n")));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp
+}

@@ -1,0 +1,154 @@
+//! Command line and environment configuration.
+//!
+//! Every flag has a matching `TUSK_*` environment variable so the same binary
+//! can be configured by a process manager or by hand.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "tusk", version, about = "Resumable uploads (tus 1.0 + IETF draft) with asset metadata")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// `serve` is the default subcommand, so its flags are accepted at the top level too.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the upload server (the default).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "TUSK_LISTEN", default_value = "127.0.0.1:1080")]
+    pub listen: SocketAddr,
+
+    /// Directory for upload bytes and the metadata database.
+    #[arg(long, env = "TUSK_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// URL path of the tus creation endpoint; uploads live below it.
+    #[arg(long, env = "TUSK_BASE_PATH", default_value = "/files/")]
+    pub base_path: String,
+
+    /// Largest upload accepted, in bytes (advertised as Tus-Max-Size). Unlimited if unset.
+    #[arg(long, env = "TUSK_MAX_SIZE")]
+    pub max_size: Option<u64>,
+
+    /// Unfinished uploads untouched for this long are removed, e.g. `24h`, `90m`, `30s`.
+    #[arg(long, env = "TUSK_EXPIRE_AFTER", default_value = "24h", value_parser = parse_duration)]
+    pub expire_after: Duration,
+
+    /// A request body that sends nothing for this long is cut; bytes received are kept.
+    #[arg(long, env = "TUSK_READ_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub read_timeout: Duration,
+
+    /// Trust `Forwarded`, `X-Forwarded-Host` and `X-Forwarded-Proto` when building URLs.
+    #[arg(long, env = "TUSK_BEHIND_PROXY", default_value_t = false)]
+    pub behind_proxy: bool,
+
+    /// Comma-separated origins allowed by CORS, or `*` for any origin.
+    #[arg(long, env = "TUSK_CORS_ORIGINS", default_value = "*")]
+    pub cors_origins: String,
+
+    /// How long a request for an upload waits for an older request on the same
+    /// upload to let go (it is asked to stop at once) before answering 423.
+    #[arg(long, env = "TUSK_LOCK_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub lock_timeout: Duration,
+
+    /// Most connections served at once; more wait in the accept queue.
+    #[arg(long, env = "TUSK_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+}
+
+impl Default for ServeArgs {
+    fn default() -> Self {
+        // Parsing an empty command line yields exactly the documented defaults.
+        let cli = Cli::parse_from(["tusk"]);
+        cli.serve
+    }
+}
+
+/// Accepts `humantime` durations (`24h`, `1m30s`) and bare seconds (`90`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))
+}
+
+/// The configuration the server runs with, normalised once at start-up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Always starts and ends with `/`.
+    pub base_path: String,
+    pub max_size: Option<u64>,
+    pub expire_after: Duration,
+    pub read_timeout: Duration,
+    pub behind_proxy: bool,
+    pub cors: CorsOrigins,
+    pub lock_timeout: Duration,
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorsOrigins {
+    Any,
+    List(Vec<String>),
+}
+
+impl CorsOrigins {
+    pub fn parse(s: &str) -> Self {
+        let list: Vec<String> = s
+            .split(',')
+            .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+            .filter(|o| !o.is_empty())
+            .collect();
+        if list.iter().any(|o| o == "*") { CorsOrigins::Any } else { CorsOrigins::List(list) }
+    }
+
+    pub fn allows(&self, origin: &str) -> bool {
+        match self {
+            CorsOrigins::Any => true,
+            CorsOrigins::List(list) => {
+                let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+                list.contains(&origin)
+            }
+        }
+    }
+}
+
+impl From<ServeArgs> for Config {
+    fn from(a: ServeArgs) -> Self {
+        let mut base = a.base_path.trim().to_string();
+        if !base.starts_with('/') {
+            base.insert(0, '/');
+        }
+        if !base.ends_with('/') {
+            base.push('/');
+        }
+        Config {
+            listen: a.listen,
+            data_dir: a.data_dir,
+            base_path: base,
+            max_size: a.max_size,
+            expire_after: a.expire_after,
+            read_timeout: a.read_timeout,
+            behind_proxy: a.behind_proxy,
+            cors: CorsOrigins::parse(&a.cors_origins),
+            lock_timeout: a.lock_timeout,
+            max_connections: a.max_connections.max(1),
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! The expiration extension's sweeper: unfinished uploads untouched for
+//! `--expire-after` are removed with their bytes; their URLs answer 410.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::app::App;
+use crate::store::{GoneReason, Timestamp};
+
+/// Tombstones (410 instead of 404) are kept this long.
+const TOMBSTONE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+pub async fn run(app: Arc<App>) {
+    let period = (app.cfg.expire_after / 4).clamp(Duration::from_millis(500), Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = app.shutdown.cancelled() => return,
+        }
+        match sweep_once(&app).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(uploads = n, "removed expired unfinished uploads"),
+            Err(e) => tracing::error!(error = %e, "expiry sweep failed"),
+        }
+    }
+}
+
+/// One pass; returns how many uploads were removed.
+pub async fn sweep_once(app: &Arc<App>) -> Result<usize, crate::store::StoreError> {
+    let now = Timestamp::now();
+    let expire_after = app.cfg.expire_after;
+    let store = app.store.clone();
+    // Scanning may touch many records: keep it off the async workers.
+    let candidates = tokio::task::spawn_blocking(move || {
+        store
+            .records()
+            .filter_map(|r| r.ok())
+            .filter(|r| r.expires_at(expire_after).is_some_and(|at| at <= now))
+            .map(|r| r.id)
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| crate::store::StoreError::Io(std::io::Error::other(e.to_string())))?;
+
+    let mut removed = 0;
+    for id in candidates {
+        // An upload someone is working on right now is not expired.
+        let Some(_lock) = app.locks.try_lock(id) else { continue };
+        let Some(rec) = app.store.get(id)? else { continue };
+        if rec.expires_at(expire_after).is_some_and(|at| at <= Timestamp::now()) {
+            app.store.remove(id, GoneReason::Expired)?;
+            removed += 1;
+        }
+    }
+    let before = Timestamp(now.0.saturating_sub(TOMBSTONE_TTL.as_millis() as u64));
+    app.store.prune_tombstones(before)?;
+    if removed > 0 {
+        app.store.flush().await?;
+    }
+    Ok(removed)
+}

@@ -1,0 +1,38 @@
+//! tusk: a resumable-upload server (tus 1.0.0 and the IETF resumable upload
+//! draft) that also tells you what you received.
+//!
+//! Layout: `tus` (protocol), `store` (sled metadata + byte files; `store::append`
+//! is where bodies become bytes), `lock` (one writer per upload), `expiry`
+//! (sweeper), `server` + `app` (plumbing and routing).
+
+pub mod app;
+pub mod config;
+pub mod digest;
+pub mod download;
+pub mod expiry;
+pub mod http;
+pub mod lifecycle;
+pub mod lock;
+pub mod server;
+pub mod store;
+pub mod tus;
+
+use std::path::Path;
+
+/// Content type of stored bytes, sniffed from their first 8 KiB.
+pub async fn sniff_file(path: &Path, len: u64) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; len.min(8192) as usize];
+    let ok = match tokio::fs::File::open(path).await {
+        Ok(mut f) => f.read_exact(&mut buf).await.is_ok(),
+        Err(_) => false,
+    };
+    if !ok || buf.is_empty() {
+        return "application/octet-stream".to_string();
+    }
+    match infer::get(&buf) {
+        Some(t) => t.mime_type().to_string(),
+        None if std::str::from_utf8(&buf).is_ok() => "text/plain".to_string(),
+        None => "application/octet-stream".to_string(),
+    }
+}

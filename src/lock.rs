@@ -1,0 +1,122 @@
+//! One writer per upload, with lock release requests.
+//!
+//! A client that lost its connection mid-PATCH retries at once with HEAD and
+//! PATCH while the server may still be waiting on the dead connection. Rather
+//! than refuse the newcomer (tusd v1's 423) or make it wait for the read
+//! timeout, the newcomer asks the holder to stop: the holder's cancellation
+//! token fires, it commits what it received and lets go. The newcomer waits
+//! a bounded time for that, then answers 423 (which every tus client retries).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::OwnedMutexGuard;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+#[derive(Default)]
+struct Slot {
+    mutex: Arc<tokio::sync::Mutex<()>>,
+    /// Fires to ask the current holder to finish early.
+    holder: Mutex<Option<CancellationToken>>,
+}
+
+pub struct Locker {
+    slots: Arc<Mutex<HashMap<Uuid, Arc<Slot>>>>,
+    wait: Duration,
+    /// Parent of every holder's token: cancelled at shutdown.
+    shutdown: CancellationToken,
+}
+
+#[derive(Debug)]
+pub struct LockTimeout;
+
+/// Held while a request works on an upload. `cancelled` tells the holder that
+/// a newer request (or shutdown) wants the upload.
+pub struct UploadLock {
+    id: Uuid,
+    slot: Arc<Slot>,
+    slots: Arc<Mutex<HashMap<Uuid, Arc<Slot>>>>,
+    guard: Option<OwnedMutexGuard<()>>,
+    token: CancellationToken,
+}
+
+impl Locker {
+    pub fn new(wait: Duration, shutdown: CancellationToken) -> Self {
+        Locker { slots: Arc::default(), wait, shutdown }
+    }
+
+    pub async fn lock(&self, id: Uuid) -> Result<UploadLock, LockTimeout> {
+        let slot = self.slots.lock().expect("lock map").entry(id).or_default().clone();
+        let guard = match slot.mutex.clone().try_lock_owned() {
+            Ok(g) => g,
+            Err(_) => {
+                if let Some(holder) = slot.holder.lock().expect("holder").as_ref() {
+                    holder.cancel();
+                }
+                match tokio::time::timeout(self.wait, slot.mutex.clone().lock_owned()).await {
+                    Ok(g) => g,
+                    Err(_) => {
+                        drop(slot);
+                        self.cleanup(id);
+                        return Err(LockTimeout);
+                    }
+                }
+            }
+        };
+        let token = self.shutdown.child_token();
+        *slot.holder.lock().expect("holder") = Some(token.clone());
+        Ok(UploadLock { id, slot, slots: self.slots.clone(), guard: Some(guard), token })
+    }
+
+    /// Non-blocking attempt, for background work that must never interrupt a client.
+    pub fn try_lock(&self, id: Uuid) -> Option<UploadLock> {
+        let slot = self.slots.lock().expect("lock map").entry(id).or_default().clone();
+        match slot.mutex.clone().try_lock_owned() {
+            Ok(guard) => {
+                let token = self.shutdown.child_token();
+                *slot.holder.lock().expect("holder") = Some(token.clone());
+                Some(UploadLock { id, slot, slots: self.slots.clone(), guard: Some(guard), token })
+            }
+            Err(_) => {
+                drop(slot);
+                self.cleanup(id);
+                None
+            }
+        }
+    }
+
+    fn cleanup(&self, id: Uuid) {
+        remove_if_idle(&self.slots, id);
+    }
+
+    /// Uploads currently locked (for tests and diagnostics).
+    pub fn held(&self) -> usize {
+        self.slots.lock().expect("lock map").len()
+    }
+}
+
+fn remove_if_idle(slots: &Mutex<HashMap<Uuid, Arc<Slot>>>, id: Uuid) {
+    let mut map = slots.lock().expect("lock map");
+    // Only the map itself still refers to the slot: nobody holds or waits.
+    if map.get(&id).is_some_and(|s| Arc::strong_count(s) == 1) {
+        map.remove(&id);
+    }
+}
+
+impl UploadLock {
+    pub fn cancelled(&self) -> &CancellationToken {
+        &self.token
+    }
+}
+
+impl Drop for UploadLock {
+    fn drop(&mut self) {
+        *self.slot.holder.lock().expect("holder") = None;
+        self.guard.take();
+        let slot = std::mem::take(&mut self.slot);
+        drop(slot);
+        remove_if_idle(&self.slots, self.id);
+    }
+}

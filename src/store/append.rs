@@ -1,0 +1,369 @@
+//! Where request bodies become upload bytes.
+//!
+//! The async side reads body frames and hands them, without copying, to a
+//! blocking writer thread that appends them to the upload's file and feeds
+//! the upload's running SHA-256 (and the request checksum, if any). The
+//! channel between the two is short, so memory per upload stays bounded
+//! whatever the size of the body.
+//!
+//! Bytes are first *staged*: written past the committed offset. `commit`
+//! syncs them and only then stores the new offset; `discard` cuts them off
+//! (a checksum mismatch). Long unverified bodies are checkpointed while they
+//! stream so a crash or a dead client loses little.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::HeaderMap;
+use http_body_util::BodyExt;
+use hyper::body::Body;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Offset, Result, Store, StoreError, Timestamp, UploadRecord};
+use crate::digest::{Algorithm, ChunkHasher, Sha256Stream};
+
+/// Sync and record progress at least this often while a long body streams.
+const CHECKPOINT_BYTES: u64 = 64 << 20;
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
+/// Body frames in flight between the socket and the writer thread.
+const PIPELINE_DEPTH: usize = 8;
+
+/// How one request may append.
+pub struct AppendPlan {
+    /// Most bytes this request may store (declared length or size limit).
+    pub limit: u64,
+    /// Hash the body with this algorithm while writing (a claimed checksum).
+    pub checksum: Option<Algorithm>,
+    /// Keep every byte staged until the caller verifies it: no checkpoints.
+    pub verify_before_commit: bool,
+    pub read_timeout: Duration,
+}
+
+/// Why the body stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyEnd {
+    /// The client sent the whole body.
+    Finished,
+    /// The body went on past `limit`; everything up to it was kept.
+    OverLimit,
+    /// The connection broke (client vanished, reset, malformed chunking).
+    Broken(String),
+    /// Nothing arrived for `read_timeout`.
+    TimedOut,
+    /// A newer request for the same upload, or shutdown, asked us to stop.
+    Interrupted,
+    /// Writing to disk failed.
+    StorageFailed(String),
+}
+
+/// Bytes written past the committed offset, waiting for `commit` or `discard`.
+pub struct Staged {
+    store: Arc<Store>,
+    /// The record as last committed (checkpoints move it forward).
+    record: UploadRecord,
+    /// Offset where this request started writing.
+    start: u64,
+    /// Bytes written by this request, from `start`.
+    written: u64,
+    sha256_after: Sha256Stream,
+    checksum: Option<(Algorithm, Vec<u8>)>,
+    file: Option<File>,
+    pub end: BodyEnd,
+    pub trailers: Option<HeaderMap>,
+}
+
+/// Streams `body` into the upload's file from its committed offset.
+pub async fn stage<B>(
+    store: Arc<Store>,
+    record: UploadRecord,
+    body: B,
+    plan: AppendPlan,
+    cancel: &CancellationToken,
+) -> Result<Staged>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::fmt::Display,
+{
+    let start = record.offset.0;
+    let (tx, rx) = mpsc::channel::<Bytes>(PIPELINE_DEPTH);
+    let writer = {
+        let store = store.clone();
+        let record = record.clone();
+        let checkpoints = !plan.verify_before_commit;
+        let checksum = plan.checksum.map(Algorithm::hasher);
+        tokio::task::spawn_blocking(move || write_loop(store, record, rx, checksum, checkpoints))
+    };
+
+    let mut body = pin!(body);
+    let mut received = 0u64;
+    let mut end = BodyEnd::Finished;
+    let mut trailers = None;
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => { end = BodyEnd::Interrupted; break; }
+            next = tokio::time::timeout(plan.read_timeout, body.frame()) => next,
+        };
+        let frame = match next {
+            Err(_) => {
+                end = BodyEnd::TimedOut;
+                break;
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                end = BodyEnd::Broken(e.to_string());
+                break;
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        match frame.into_data() {
+            Ok(mut data) => {
+                let room = plan.limit - received;
+                let over = data.len() as u64 > room;
+                if over {
+                    data.truncate(room as usize);
+                }
+                received += data.len() as u64;
+                if !data.is_empty() && tx.send(data).await.is_err() {
+                    break; // the writer failed; its error is reported below
+                }
+                if over {
+                    end = BodyEnd::OverLimit;
+                    break;
+                }
+            }
+            Err(frame) => {
+                if let Ok(t) = frame.into_trailers() {
+                    trailers = Some(t);
+                }
+            }
+        }
+    }
+    drop(tx);
+
+    let done = writer.await.map_err(|e| StoreError::Io(io::Error::other(format!("writer thread: {e}"))))?;
+    if let Some(err) = done.error {
+        end = BodyEnd::StorageFailed(err.to_string());
+    }
+    Ok(Staged {
+        store,
+        record: done.record,
+        start,
+        written: done.written,
+        sha256_after: done.sha256,
+        checksum: done.checksum.map(|h| (plan.checksum.expect("hasher implies algorithm"), h.finalize())),
+        file: done.file,
+        end,
+        trailers,
+    })
+}
+
+struct WriterDone {
+    record: UploadRecord,
+    written: u64,
+    sha256: Sha256Stream,
+    checksum: Option<ChunkHasher>,
+    file: Option<File>,
+    error: Option<io::Error>,
+}
+
+fn write_loop(
+    store: Arc<Store>,
+    mut record: UploadRecord,
+    mut rx: mpsc::Receiver<Bytes>,
+    mut checksum: Option<ChunkHasher>,
+    checkpoints: bool,
+) -> WriterDone {
+    let start = record.offset.0;
+    let mut sha256 = record.sha256.clone();
+    let mut written = 0u64;
+    let mut file: Option<File> = None;
+    let mut last_checkpoint = (0u64, Instant::now());
+    let mut error = None;
+
+    while let Some(data) = rx.blocking_recv() {
+        let f = match &mut file {
+            Some(f) => f,
+            None => match open_at(&store.file_path(record.id), start) {
+                Ok(f) => file.insert(f),
+                Err(e) => {
+                    error = Some(e);
+                    break;
+                }
+            },
+        };
+        if let Err(e) = f.write_all(&data) {
+            // A partial write leaves bytes past `written`; the next append cuts them off.
+            error = Some(e);
+            break;
+        }
+        sha256.update(&data);
+        if let Some(h) = &mut checksum {
+            h.update(&data);
+        }
+        written += data.len() as u64;
+
+        if checkpoints
+            && (written - last_checkpoint.0 >= CHECKPOINT_BYTES
+                || last_checkpoint.1.elapsed() >= CHECKPOINT_EVERY)
+        {
+            let synced = f.sync_data();
+            let stored = synced.map_err(StoreError::from).and_then(|()| {
+                record.offset = Offset(start + written);
+                record.sha256 = sha256.clone();
+                record.updated_at = Timestamp::now();
+                store.put(&record)?;
+                store.flush_blocking()
+            });
+            if let Err(e) = stored {
+                error = Some(io::Error::other(e.to_string()));
+                break;
+            }
+            last_checkpoint = (written, Instant::now());
+        }
+    }
+    WriterDone { record, written, sha256, checksum, file, error }
+}
+
+fn open_at(path: &Path, offset: u64) -> io::Result<File> {
+    let mut f = OpenOptions::new().write(true).open(path)?;
+    // Drop any tail a crash or a discarded chunk left past the committed offset.
+    f.set_len(offset)?;
+    f.seek(SeekFrom::Start(offset))?;
+    Ok(f)
+}
+
+impl Staged {
+    /// Bytes this request put on disk (committed by checkpoints or staged).
+    pub fn received(&self) -> u64 {
+        self.written
+    }
+
+    /// Some of this request's bytes were already committed by a checkpoint.
+    pub fn checkpointed(&self) -> bool {
+        self.record.offset.0 > self.start
+    }
+
+    /// The offset this request started at.
+    pub fn start(&self) -> Offset {
+        Offset(self.start)
+    }
+
+    /// Digest of this request's bytes: computed while writing if that
+    /// algorithm was planned, else re-read from the file (trailer checksums
+    /// name their algorithm only after the body).
+    pub async fn digest(&mut self, algorithm: Algorithm) -> Result<Vec<u8>> {
+        if let Some((alg, digest)) = &self.checksum
+            && *alg == algorithm
+        {
+            return Ok(digest.clone());
+        }
+        let path = self.store.file_path(self.record.id);
+        let (start, len) = (self.start, self.written);
+        let digest = tokio::task::spawn_blocking(move || -> io::Result<Vec<u8>> {
+            let mut f = File::open(path)?;
+            f.seek(SeekFrom::Start(start))?;
+            let mut h = algorithm.hasher();
+            let mut reader = f.take(len);
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = reader.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+            }
+            Ok(h.finalize())
+        })
+        .await
+        .map_err(|e| StoreError::Io(io::Error::other(e.to_string())))??;
+        Ok(digest)
+    }
+
+    /// Syncs the staged bytes, then records the new offset and digest state.
+    pub async fn commit(self) -> Result<UploadRecord> {
+        let Staged { store, mut record, start, written, sha256_after, file, .. } = self;
+        let end = start + written;
+        if record.offset.0 == end {
+            return Ok(record); // nothing new, or the last checkpoint covered it
+        }
+        if let Some(file) = file {
+            tokio::task::spawn_blocking(move || file.sync_data())
+                .await
+                .map_err(|e| StoreError::Io(io::Error::other(e.to_string())))??;
+        }
+        record.offset = Offset(end);
+        record.sha256 = sha256_after;
+        record.updated_at = Timestamp::now();
+        store.put(&record)?;
+        store.flush().await?;
+        Ok(record)
+    }
+
+    /// Cuts the staged bytes off; the committed offset does not move.
+    pub async fn discard(self) -> Result<UploadRecord> {
+        let Staged { record, file, .. } = self;
+        if let Some(file) = file {
+            let offset = record.offset.0;
+            tokio::task::spawn_blocking(move || file.set_len(offset))
+                .await
+                .map_err(|e| StoreError::Io(io::Error::other(e.to_string())))??;
+        }
+        Ok(record)
+    }
+}
+
+/// SHA-256 of the first `len` bytes of a file (recovery only).
+pub fn hash_prefix(path: &Path, len: u64) -> io::Result<Sha256Stream> {
+    let mut h = Sha256Stream::default();
+    let mut reader = File::open(path)?.take(len);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h)
+}
+
+/// Writes the concatenation of `parts` (each with its length) into the final
+/// upload's file, hashing as it goes, and syncs it. Blocking.
+pub fn assemble(
+    store: &Store,
+    final_id: uuid::Uuid,
+    parts: &[(uuid::Uuid, u64)],
+) -> io::Result<Sha256Stream> {
+    let mut out =
+        OpenOptions::new().write(true).create(true).truncate(true).open(store.file_path(final_id))?;
+    let mut h = Sha256Stream::default();
+    let mut buf = vec![0u8; 1 << 20];
+    for (id, len) in parts {
+        let mut reader = store.open_read(*id)?.take(*len);
+        let mut copied = 0u64;
+        loop {
+            let n = reader.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            out.write_all(&buf[..n])?;
+            copied += n as u64;
+        }
+        if copied != *len {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("partial upload {id} has {copied} of its {len} bytes on disk"),
+            ));
+        }
+    }
+    out.sync_data()?;
+    Ok(h)
+}

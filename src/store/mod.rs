@@ -1,0 +1,245 @@
+//! Storage: upload state in sled, upload bytes in plain files.
+//!
+//! The two are kept consistent by one rule: bytes are written and synced
+//! *before* the offset that counts them is stored. A crash can therefore leave
+//! a file longer than its recorded offset (an uncommitted tail, cut off by the
+//! next append) but never a recorded offset beyond the bytes on disk.
+
+pub mod append;
+pub mod record;
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use uuid::Uuid;
+
+pub use record::{Concat, GoneReason, Offset, Timestamp, Tombstone, UploadRecord};
+
+#[derive(Debug)]
+pub enum StoreError {
+    Db(sled::Error),
+    Io(io::Error),
+    Corrupt(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Db(e) => write!(f, "metadata database: {e}"),
+            StoreError::Io(e) => write!(f, "file storage: {e}"),
+            StoreError::Corrupt(e) => write!(f, "corrupt record: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Db(e)
+    }
+}
+
+impl From<io::Error> for StoreError {
+    fn from(e: io::Error) -> Self {
+        StoreError::Io(e)
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+pub struct Store {
+    db: sled::Db,
+    uploads: sled::Tree,
+    gone: sled::Tree,
+    /// Final uploads waiting for partial uploads to finish (concatenation-unfinished).
+    waiting_finals: sled::Tree,
+    files_dir: PathBuf,
+    data_dir: PathBuf,
+}
+
+impl Store {
+    pub fn open(data_dir: &Path) -> Result<Store> {
+        fs::create_dir_all(data_dir)?;
+        let files_dir = data_dir.join("uploads");
+        fs::create_dir_all(&files_dir)?;
+        let db = sled::Config::new()
+            .path(data_dir.join("meta.sled"))
+            // Durability comes from explicit flushes before each acknowledgement;
+            // the periodic flush only bounds the work left for shutdown.
+            .flush_every_ms(Some(1000))
+            .open()?;
+        Ok(Store {
+            uploads: db.open_tree("uploads")?,
+            gone: db.open_tree("gone")?,
+            waiting_finals: db.open_tree("waiting_finals")?,
+            db,
+            files_dir,
+            data_dir: data_dir.to_path_buf(),
+        })
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    pub fn get(&self, id: Uuid) -> Result<Option<UploadRecord>> {
+        match self.uploads.get(id.as_bytes())? {
+            Some(v) => Ok(Some(decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores the record in memory; durable after the next `flush`.
+    pub fn put(&self, rec: &UploadRecord) -> Result<()> {
+        let bytes = serde_json::to_vec(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.uploads.insert(rec.id.as_bytes(), bytes)?;
+        Ok(())
+    }
+
+    /// Makes every earlier `put` durable. Concurrent callers share sled's flushes.
+    pub async fn flush(&self) -> Result<()> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    pub fn flush_blocking(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    pub fn tombstone(&self, id: Uuid) -> Result<Option<Tombstone>> {
+        match self.gone.get(id.as_bytes())? {
+            Some(v) => Ok(Some(serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(e.to_string()))?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Removes the upload's bytes and state and remembers why, so later
+    /// requests get 410 rather than 404. The caller holds the upload's lock.
+    pub fn remove(&self, id: Uuid, reason: GoneReason) -> Result<()> {
+        let stone = Tombstone { reason, at: Timestamp::now() };
+        let stone = serde_json::to_vec(&stone).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.gone.insert(id.as_bytes(), stone)?;
+        self.uploads.remove(id.as_bytes())?;
+        self.waiting_finals.remove(id.as_bytes())?;
+        match fs::remove_file(self.file_path(id)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(())
+    }
+
+    /// Forgets tombstones older than `before`.
+    pub fn prune_tombstones(&self, before: Timestamp) -> Result<usize> {
+        let mut n = 0;
+        for item in self.gone.iter() {
+            let (k, v) = item?;
+            if let Ok(stone) = serde_json::from_slice::<Tombstone>(&v)
+                && stone.at < before
+            {
+                self.gone.remove(k)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    pub fn records(&self) -> impl Iterator<Item = Result<UploadRecord>> + '_ {
+        self.uploads.iter().map(|item| {
+            let (_, v) = item?;
+            decode(&v)
+        })
+    }
+
+    pub fn add_waiting_final(&self, id: Uuid) -> Result<()> {
+        self.waiting_finals.insert(id.as_bytes(), &[])?;
+        Ok(())
+    }
+
+    pub fn remove_waiting_final(&self, id: Uuid) -> Result<()> {
+        self.waiting_finals.remove(id.as_bytes())?;
+        Ok(())
+    }
+
+    pub fn waiting_finals(&self) -> Result<Vec<Uuid>> {
+        let mut out = Vec::new();
+        for item in self.waiting_finals.iter() {
+            let (k, _) = item?;
+            if let Ok(b) = <[u8; 16]>::try_from(&k[..]) {
+                out.push(Uuid::from_bytes(b));
+            }
+        }
+        Ok(out)
+    }
+
+    /// `uploads/ab/cd/<id>`, sharded on the random tail of the UUIDv7 (its
+    /// head is a timestamp) so millions of uploads spread over 65,536 folders.
+    pub fn file_path(&self, id: Uuid) -> PathBuf {
+        let hex = id.simple().to_string();
+        self.files_dir.join(&hex[30..32]).join(&hex[28..30]).join(id.to_string())
+    }
+
+    /// Creates the empty data file of a new upload.
+    pub fn create_file(&self, id: Uuid) -> Result<()> {
+        let path = self.file_path(id);
+        let open = || OpenOptions::new().write(true).create_new(true).open(&path);
+        match open() {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(path.parent().expect("sharded path has a parent"))?;
+                open()?;
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn open_read(&self, id: Uuid) -> io::Result<File> {
+        File::open(self.file_path(id))
+    }
+
+    /// Start-up check: an unfinished upload whose file is shorter than its
+    /// recorded offset (a disk that lost synced data, or a file removed by
+    /// hand) is wound back to what is really there, re-hashing the prefix.
+    pub fn reconcile(&self) -> Result<usize> {
+        let mut fixed = 0;
+        for rec in self.records() {
+            let mut rec = rec?;
+            if rec.is_complete() && !rec.is_final() && rec.length != Some(0) {
+                continue;
+            }
+            let len = match fs::metadata(self.file_path(rec.id)) {
+                Ok(m) => m.len(),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    if rec.is_final() {
+                        continue;
+                    }
+                    self.create_file(rec.id)?;
+                    0
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if len < rec.offset.0 {
+                rec.offset = Offset(len);
+                rec.sha256 = append::hash_prefix(&self.file_path(rec.id), len)?;
+                self.put(&rec)?;
+                fixed += 1;
+            }
+        }
+        if fixed > 0 {
+            self.flush_blocking()?;
+        }
+        Ok(fixed)
+    }
+}
+
+fn decode(v: &[u8]) -> Result<UploadRecord> {
+    serde_json::from_slice(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}

@@ -1,0 +1,160 @@
+//! The concatenation extension: final uploads made of partial uploads,
+//! including finals declared before their partials finish
+//! (`concatenation-unfinished`).
+
+use std::sync::Arc;
+
+use http::header::{HeaderName, LOCATION};
+use http::{StatusCode, request::Parts};
+use uuid::Uuid;
+
+use super::error::TusError;
+use super::headers::{self, UPLOAD_DEFER_LENGTH, UPLOAD_LENGTH};
+use super::patch::check_max_size;
+use super::{expires_header, find, upload_url};
+use crate::app::App;
+use crate::http::{Response, empty, set};
+use crate::store::{Concat, Offset, StoreError, Timestamp, UploadRecord};
+
+pub async fn create_final(
+    app: &Arc<App>,
+    parts: &Parts,
+    urls: Vec<String>,
+    header: String,
+    metadata: Option<String>,
+    with_body: bool,
+) -> Result<Response, TusError> {
+    let h = &parts.headers;
+    if with_body {
+        return Err(TusError::new(
+            StatusCode::FORBIDDEN,
+            "ERR_MODIFY_FINAL",
+            "a final upload is made of its partial uploads and cannot carry a body",
+        ));
+    }
+    if h.contains_key(UPLOAD_LENGTH) || h.contains_key(UPLOAD_DEFER_LENGTH) {
+        return Err(TusError::bad_request(
+            "ERR_INVALID_CONCAT",
+            "a final upload's length is the sum of its parts; do not send Upload-Length or Upload-Defer-Length",
+        ));
+    }
+    let mut ids = Vec::with_capacity(urls.len());
+    for url in &urls {
+        let id = headers::id_from_url(url, &app.cfg.base_path).ok_or_else(|| {
+            TusError::bad_request(
+                "ERR_INVALID_CONCAT",
+                format!("{url:?} is not an upload URL of this server"),
+            )
+        })?;
+        let part = find(app, id)?;
+        if !part.is_partial() {
+            return Err(TusError::bad_request(
+                "ERR_INVALID_CONCAT",
+                format!("{url} is not a partial upload (create it with Upload-Concat: partial)"),
+            ));
+        }
+        ids.push(id);
+    }
+    let length = total_length(app, &ids)?;
+    if let Some(n) = length {
+        check_max_size(app, n)?;
+    }
+
+    let id = Uuid::now_v7();
+    let mut rec =
+        UploadRecord::new(id, length, metadata, Concat::Final { parts: ids, header, assembled: false });
+    app.store.put(&rec)?;
+    let _lock = app.locks.lock(id).await?;
+    let assembled = try_assemble(app, &mut rec).await?;
+    if !assembled {
+        app.store.add_waiting_final(id)?;
+    }
+    app.store.flush().await?;
+    if assembled {
+        crate::lifecycle::on_upload_complete(app, &rec).await;
+    }
+
+    let mut resp = http::Response::new(empty());
+    *resp.status_mut() = StatusCode::CREATED;
+    let rh = resp.headers_mut();
+    set(rh, LOCATION, upload_url(app, h, &parts.uri, id));
+    if assembled {
+        set(rh, HeaderName::from_static(headers::UPLOAD_OFFSET), rec.offset);
+    }
+    expires_header(app, &rec, rh);
+    Ok(resp)
+}
+
+/// The sum of the parts' lengths, if every one is known.
+pub fn total_length(app: &App, parts: &[Uuid]) -> Result<Option<u64>, StoreError> {
+    let mut total = 0u64;
+    for id in parts {
+        match app.store.get(*id)?.and_then(|p| p.length) {
+            Some(n) => total = total.saturating_add(n),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(total))
+}
+
+/// Joins the parts if all are complete. The caller holds the final's lock.
+async fn try_assemble(app: &App, rec: &mut UploadRecord) -> Result<bool, TusError> {
+    let Concat::Final { parts, assembled, .. } = &rec.concat else { return Ok(false) };
+    if *assembled {
+        return Ok(true);
+    }
+    let mut pieces = Vec::with_capacity(parts.len());
+    for id in parts {
+        match app.store.get(*id)? {
+            Some(p) if p.is_complete() => pieces.push((*id, p.offset.0)),
+            _ => return Ok(false), // unfinished (or removed: the final will expire)
+        }
+    }
+    let store = app.store.clone();
+    let final_id = rec.id;
+    let sha = tokio::task::spawn_blocking(move || crate::store::append::assemble(&store, final_id, &pieces))
+        .await
+        .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?
+        .map_err(StoreError::Io)?;
+    let total = sha.len();
+    rec.length = Some(total);
+    rec.offset = Offset(total);
+    rec.sha256 = sha;
+    rec.updated_at = Timestamp::now();
+    if let Concat::Final { assembled, .. } = &mut rec.concat {
+        *assembled = true;
+    }
+    app.store.put(rec)?;
+    app.store.remove_waiting_final(rec.id)?;
+    Ok(true)
+}
+
+/// A partial upload finished (or the server restarted): assemble every final
+/// upload that was waiting for it and is now complete.
+pub async fn on_partial_complete(app: &Arc<App>) {
+    let waiting = match app.store.waiting_finals() {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(error = %e, "listing waiting final uploads");
+            return;
+        }
+    };
+    for id in waiting {
+        let result = async {
+            let _lock = app.locks.lock(id).await?;
+            let Some(mut rec) = app.store.get(id)? else {
+                app.store.remove_waiting_final(id)?;
+                return Ok::<_, TusError>(());
+            };
+            if try_assemble(app, &mut rec).await? {
+                app.store.flush().await?;
+                crate::lifecycle::on_upload_complete(app, &rec).await;
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(final_upload = %id, error = %e.message, "could not assemble final upload yet");
+        }
+    }
+}

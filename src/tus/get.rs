@@ -1,0 +1,28 @@
+//! GET on an upload URL: the bytes received so far (not part of tus, but
+//! what tusd users expect), with Range support.
+
+use http::{HeaderMap, Method};
+use uuid::Uuid;
+
+use super::error::TusError;
+use super::find;
+use super::headers::Metadata;
+use crate::app::App;
+use crate::download::{self, Download};
+use crate::http::Response;
+
+pub async fn download(app: &App, id: Uuid, req: &HeaderMap) -> Result<Response, TusError> {
+    // No lock: only committed bytes are served, and those never change.
+    let rec = find(app, id)?;
+    let len = rec.offset.0;
+    let path = app.store.file_path(id);
+    let content_type = crate::sniff_file(&path, len).await;
+    let filename = rec
+        .metadata
+        .as_deref()
+        .and_then(|m| Metadata::parse(m).ok())
+        .and_then(|m| m.get_str("filename").or(m.get_str("name")).map(str::to_string));
+    let etag = if rec.is_complete() { rec.sha256.finalize_hex() } else { format!("{}-{}", id.simple(), len) };
+    let d = Download { path, len, etag, content_type, filename };
+    download::serve(&Method::GET, req, d).await.map_err(|e| crate::store::StoreError::Io(e).into())
+}

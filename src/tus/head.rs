@@ -1,0 +1,62 @@
+//! HEAD: where does this upload stand?
+
+use http::header::{CACHE_CONTROL, HeaderName, HeaderValue};
+use http::{HeaderMap, StatusCode};
+use uuid::Uuid;
+
+use super::error::TusError;
+use super::headers::{
+    self, UPLOAD_CONCAT, UPLOAD_DEFER_LENGTH, UPLOAD_LENGTH, UPLOAD_METADATA, UPLOAD_OFFSET,
+};
+use super::{concat, expires_header, find};
+use crate::app::App;
+use crate::http::{Response, empty, set};
+use crate::store::Concat;
+
+pub async fn offset(app: &App, id: Uuid, req: &HeaderMap) -> Result<Response, TusError> {
+    headers::check_version(req, true)?;
+    // Taking the lock stops a PATCH still running for this upload (a client
+    // that reconnected), so the offset we report includes what it stored.
+    let _lock = app.locks.lock(id).await?;
+    let rec = find(app, id)?;
+
+    let mut resp = http::Response::new(empty());
+    *resp.status_mut() = StatusCode::OK;
+    let h = resp.headers_mut();
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    match &rec.concat {
+        Concat::Final { parts, header, assembled } => {
+            set(h, HeaderName::from_static(UPLOAD_CONCAT), header);
+            let length = match rec.length {
+                Some(n) => Some(n),
+                None => concat::total_length(app, parts)?,
+            };
+            if let Some(n) = length {
+                set(h, HeaderName::from_static(UPLOAD_LENGTH), n);
+            }
+            // Until the parts are joined, a final upload has no offset to report.
+            if *assembled {
+                set(h, HeaderName::from_static(UPLOAD_OFFSET), rec.offset);
+            }
+        }
+        other => {
+            if matches!(other, Concat::Partial) {
+                h.insert(HeaderName::from_static(UPLOAD_CONCAT), HeaderValue::from_static("partial"));
+            }
+            set(h, HeaderName::from_static(UPLOAD_OFFSET), rec.offset);
+            match rec.length {
+                Some(n) => set(h, HeaderName::from_static(UPLOAD_LENGTH), n),
+                None => {
+                    h.insert(HeaderName::from_static(UPLOAD_DEFER_LENGTH), HeaderValue::from_static("1"));
+                }
+            }
+        }
+    }
+    if let Some(meta) = &rec.metadata
+        && !meta.is_empty()
+    {
+        set(h, HeaderName::from_static(UPLOAD_METADATA), meta);
+    }
+    expires_header(app, &rec, h);
+    Ok(resp)
+}

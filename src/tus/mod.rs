@@ -1,0 +1,122 @@
+//! tus 1.0.0: core protocol and the creation, creation-with-upload,
+//! creation-defer-length, expiration, checksum, checksum-trailer,
+//! termination and concatenation extensions. One module per request kind.
+
+mod concat;
+mod delete;
+pub mod error;
+mod get;
+mod head;
+pub mod headers;
+mod patch;
+mod post;
+
+use std::sync::Arc;
+
+use http::header::{HeaderName, HeaderValue};
+use http::{Method, Request, StatusCode};
+use hyper::body::Incoming;
+use uuid::Uuid;
+
+use crate::app::App;
+use crate::digest::Algorithm;
+use crate::http::{Response, empty, set};
+use crate::store::UploadRecord;
+use error::TusError;
+use headers::TUS_VERSION;
+
+pub use concat::on_partial_complete;
+
+pub const EXTENSIONS: &str = "creation,creation-with-upload,creation-defer-length,expiration,checksum,\
+checksum-trailer,termination,concatenation,concatenation-unfinished";
+
+/// What the request addresses below the base path.
+enum Target {
+    Collection,
+    Upload(Uuid),
+    Invalid,
+}
+
+pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response {
+    let target = {
+        let path = req.uri().path();
+        let base = app.cfg.base_path.as_str();
+        match path.strip_prefix(base) {
+            None | Some("") => Target::Collection,
+            // An id that does not parse is a 404, never a path on disk.
+            Some(tail) => Uuid::try_parse(tail).map(Target::Upload).unwrap_or(Target::Invalid),
+        }
+    };
+    // tus-js-client's `overridePatchMethod` tunnels PATCH (and DELETE) through
+    // POST; honoured on POST only, like tusd, so GETs cannot be turned into writes.
+    let mut method = req.method().clone();
+    if method == Method::POST
+        && let Some(m) = crate::http::header_str(req.headers(), "x-http-method-override")
+        && let Ok(m) = Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+    {
+        method = m;
+    }
+    let is_head = method == Method::HEAD;
+
+    let result = match (&method, target) {
+        (&Method::OPTIONS, _) => Ok(options(&app)),
+        (_, Target::Invalid) => Err(TusError::not_found()),
+        (&Method::POST, Target::Collection) => post::create(&app, req).await,
+        (&Method::HEAD, Target::Upload(id)) => head::offset(&app, id, req.headers()).await,
+        (&Method::PATCH, Target::Upload(id)) => patch::append(&app, id, req).await,
+        (&Method::DELETE, Target::Upload(id)) => delete::terminate(&app, id, req.headers()).await,
+        (&Method::GET, Target::Upload(id)) => get::download(&app, id, req.headers()).await,
+        _ => Err(TusError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "ERR_METHOD_NOT_ALLOWED",
+            format!("{method} is not allowed here"),
+        )),
+    };
+    let mut resp = result.unwrap_or_else(|e| e.into_response(is_head));
+    let h = resp.headers_mut();
+    h.insert(HeaderName::from_static("tus-resumable"), HeaderValue::from_static(TUS_VERSION));
+    h.insert(http::header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    resp
+}
+
+/// OPTIONS: protocol discovery. Never checks `Tus-Resumable` (the spec says so).
+pub fn options(app: &App) -> Response {
+    let mut resp = http::Response::new(empty());
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    let h = resp.headers_mut();
+    h.insert(HeaderName::from_static("tus-resumable"), HeaderValue::from_static(TUS_VERSION));
+    h.insert(HeaderName::from_static("tus-version"), HeaderValue::from_static(TUS_VERSION));
+    h.insert(HeaderName::from_static("tus-extension"), HeaderValue::from_static(EXTENSIONS));
+    h.insert(
+        HeaderName::from_static("tus-checksum-algorithm"),
+        HeaderValue::from_static(Algorithm::TUS_LIST),
+    );
+    if let Some(max) = app.cfg.max_size {
+        set(h, HeaderName::from_static("tus-max-size"), max);
+    }
+    resp
+}
+
+/// Looks an upload up, telling 410 (expired or terminated) from 404.
+fn find(app: &App, id: Uuid) -> Result<UploadRecord, TusError> {
+    if let Some(rec) = app.store.get(id)? {
+        return Ok(rec);
+    }
+    match app.store.tombstone(id)? {
+        Some(stone) => Err(TusError::gone(stone.reason)),
+        None => Err(TusError::not_found()),
+    }
+}
+
+/// `Upload-Expires` while the upload can still expire.
+fn expires_header(app: &App, rec: &UploadRecord, headers: &mut http::HeaderMap) {
+    if let Some(at) = rec.expires_at(app.cfg.expire_after) {
+        set(headers, HeaderName::from_static(headers::UPLOAD_EXPIRES), at.http_date());
+    }
+}
+
+/// The absolute URL of an upload, as `Location` and concatenation lists use it.
+fn upload_url(app: &App, req_headers: &http::HeaderMap, uri: &http::Uri, id: Uuid) -> String {
+    let origin = crate::http::public_origin(req_headers, uri, app.cfg.behind_proxy);
+    format!("{origin}{}{id}", app.cfg.base_path)
+}

@@ -1,0 +1,82 @@
+//! POST: creation, creation-with-upload and creation-defer-length. Final
+//! concatenations are handed to `concat`.
+
+use std::sync::Arc;
+
+use http::header::{HeaderName, LOCATION};
+use http::{Request, StatusCode};
+use hyper::body::Incoming;
+use uuid::Uuid;
+
+use super::error::TusError;
+use super::headers::{self, ConcatRequest, DeclaredLength};
+use super::patch::{append_body, check_max_size};
+use super::{concat, expires_header, upload_url};
+use crate::app::App;
+use crate::http::{Response, empty, set};
+use crate::store::{Concat, UploadRecord};
+
+pub async fn create(app: &Arc<App>, req: Request<Incoming>) -> Result<Response, TusError> {
+    let (parts, body) = req.into_parts();
+    let h = &parts.headers;
+    headers::check_version(h, false)?;
+    let concat_req = headers::concat(h)?;
+    let metadata = headers::metadata(h)?;
+    // Only an offset stream is upload data; any other body is not a chunk (tusd ignores it too).
+    let with_body = headers::is_offset_stream(h) && headers::has_body(h);
+
+    if let Some(ConcatRequest::Final { urls, header }) = concat_req {
+        return concat::create_final(app, &parts, urls, header, metadata.map(|m| m.0), with_body).await;
+    }
+    let length = match headers::declared_length(h)? {
+        Some(DeclaredLength::Known(n)) => {
+            check_max_size(app, n)?;
+            Some(n)
+        }
+        Some(DeclaredLength::Deferred) => None,
+        None => {
+            return Err(TusError::bad_request(
+                "ERR_INVALID_UPLOAD_LENGTH",
+                "send Upload-Length with the size in bytes, or Upload-Defer-Length: 1 if it is not known yet",
+            ));
+        }
+    };
+    let checksum = if with_body { headers::checksum(h)? } else { None };
+    let role = match concat_req {
+        Some(ConcatRequest::Partial) => Concat::Partial,
+        _ => Concat::None,
+    };
+
+    let id = Uuid::now_v7();
+    let rec = UploadRecord::new(id, length, metadata.map(|m| m.0), role);
+    app.store.create_file(id)?;
+    app.store.put(&rec)?;
+    let location = upload_url(app, h, &parts.uri, id);
+
+    let rec = if with_body {
+        let lock = app.locks.lock(id).await?;
+        let result = append_body(app, rec.clone(), body, h, checksum, &lock).await;
+        // The upload exists whatever happened to its first chunk: say where it is.
+        app.store.flush().await?;
+        let rec = result.map_err(|e| e.with_header(LOCATION, &location))?;
+        if rec.is_complete() {
+            crate::lifecycle::on_complete(app, &rec).await;
+        }
+        rec
+    } else {
+        // Every 201 survives a crash right after it.
+        app.store.flush().await?;
+        if rec.is_complete() {
+            crate::lifecycle::on_complete(app, &rec).await;
+        }
+        rec
+    };
+
+    let mut resp = http::Response::new(empty());
+    *resp.status_mut() = StatusCode::CREATED;
+    let rh = resp.headers_mut();
+    set(rh, LOCATION, &location);
+    set(rh, HeaderName::from_static(headers::UPLOAD_OFFSET), rec.offset);
+    expires_header(app, &rec, rh);
+    Ok(resp)
+}
