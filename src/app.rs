@@ -4,8 +4,11 @@ use std::sync::Arc;
 
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::signing::Signer;
+use crate::auth::Keys;
 use crate::config::Config;
 use crate::http::{Response, full};
 use crate::lock::Locker;
@@ -17,14 +20,24 @@ pub struct App {
     pub cfg: Config,
     pub store: Arc<Store>,
     pub locks: Locker,
+    pub keys: Arc<Keys>,
+    pub signer: Signer,
+    /// Media probes running at once.
+    pub probe_slots: Semaphore,
     /// Cancelled when the server begins to shut down.
     pub shutdown: CancellationToken,
 }
 
 impl App {
-    pub fn new(cfg: Config, store: Arc<Store>, shutdown: CancellationToken) -> Arc<App> {
+    pub fn new(
+        cfg: Config,
+        store: Arc<Store>,
+        keys: Arc<Keys>,
+        signer: Signer,
+        shutdown: CancellationToken,
+    ) -> Arc<App> {
         let locks = Locker::new(cfg.lock_timeout, shutdown.clone());
-        Arc::new(App { cfg, store, locks, shutdown })
+        Arc::new(App { cfg, store, locks, keys, signer, probe_slots: Semaphore::new(2), shutdown })
     }
 
     /// Routes a request and adds the headers every response carries.
@@ -36,6 +49,7 @@ impl App {
         let mut resp = if matches!(origin, cors::Origin::Denied) {
             plain(StatusCode::FORBIDDEN, "this origin is not allowed by the server's CORS settings")
         } else if preflight {
+            // Preflights carry no credentials: answered before authentication.
             tus::options(&self)
         } else {
             self.route(req).await
@@ -44,10 +58,31 @@ impl App {
         resp
     }
 
-    async fn route(self: &Arc<App>, req: Request<Incoming>) -> Response {
+    async fn route(self: &Arc<App>, mut req: Request<Incoming>) -> Response {
         let path = req.uri().path();
+        if path == "/v1" || path.starts_with("/v1/") {
+            return crate::api::handle(self.clone(), req).await;
+        }
         let base = self.cfg.base_path.as_str();
         if path.starts_with(base) || path == base.trim_end_matches('/') {
+            if req.method() == Method::OPTIONS {
+                return tus::options(self);
+            }
+            match self.keys.authenticate(req.headers()) {
+                Ok(caller) => {
+                    req.extensions_mut().insert(caller);
+                }
+                Err(e) => {
+                    let mut resp =
+                        tus::error::TusError::new(StatusCode::UNAUTHORIZED, "ERR_UNAUTHORIZED", e.message())
+                            .into_response(req.method() == Method::HEAD);
+                    resp.headers_mut()
+                        .insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+                    resp.headers_mut()
+                        .insert("tus-resumable", http::HeaderValue::from_static(tus::headers::TUS_VERSION));
+                    return resp;
+                }
+            }
             return tus::handle(self.clone(), req).await;
         }
         if req.method() == Method::OPTIONS {

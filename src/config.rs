@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::asset::AssetType;
+
 #[derive(Debug, Parser)]
 #[command(name = "tusk", version, about = "Resumable uploads (tus 1.0 + IETF draft) with asset metadata")]
 pub struct Cli {
@@ -23,6 +25,32 @@ pub struct Cli {
 pub enum Command {
     /// Run the upload server (the default).
     Serve(ServeArgs),
+    /// Create, list and revoke API keys (works while a server runs).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key for a project; prints its secret (shown only once).
+    Create {
+        /// Project the key's uploads belong to (created on first use).
+        #[arg(long)]
+        project: String,
+        #[arg(long, env = "TUSK_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+    },
+    /// One line per key: id, project, created, revoked or active. Never secrets.
+    List {
+        #[arg(long, env = "TUSK_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+    },
+    /// Revoke a key by its id (from `keys list`) or by its secret.
+    Revoke {
+        key: String,
+        #[arg(long, env = "TUSK_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -67,6 +95,31 @@ pub struct ServeArgs {
     /// Most connections served at once; more wait in the accept queue.
     #[arg(long, env = "TUSK_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
+
+    /// Lifetime of signed download URLs, e.g. `15m`.
+    #[arg(long, env = "TUSK_DOWNLOAD_TTL", default_value = "15m", value_parser = parse_duration)]
+    pub download_ttl: Duration,
+
+    /// Asset types accepted (comma list of audio,video,image,document,archive,other);
+    /// other uploads end `failed` with `type_not_allowed`. Default: all.
+    #[arg(long, env = "TUSK_ALLOWED_TYPES", value_parser = parse_types)]
+    pub allowed_types: Option<Vec<AssetType>>,
+
+    /// Serve without API keys on a non-loopback address while no key exists.
+    #[arg(long, env = "TUSK_ALLOW_ANONYMOUS", default_value_t = false)]
+    pub allow_anonymous: bool,
+}
+
+fn parse_types(s: &str) -> Result<Vec<AssetType>, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            AssetType::parse(t).ok_or_else(|| {
+                format!("unknown asset type {t:?}; use audio, video, image, document, archive or other")
+            })
+        })
+        .collect()
 }
 
 impl Default for ServeArgs {
@@ -100,6 +153,9 @@ pub struct Config {
     pub cors: CorsOrigins,
     pub lock_timeout: Duration,
     pub max_connections: usize,
+    pub download_ttl: Duration,
+    pub allowed_types: Option<Vec<AssetType>>,
+    pub allow_anonymous: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,6 +205,9 @@ impl From<ServeArgs> for Config {
             cors: CorsOrigins::parse(&a.cors_origins),
             lock_timeout: a.lock_timeout,
             max_connections: a.max_connections.max(1),
+            download_ttl: a.download_ttl,
+            allowed_types: a.allowed_types,
+            allow_anonymous: a.allow_anonymous,
         }
     }
 }

@@ -5,7 +5,10 @@
 //! is where bodies become bytes), `lock` (one writer per upload), `expiry`
 //! (sweeper), `server` + `app` (plumbing and routing).
 
+pub mod api;
 pub mod app;
+pub mod asset;
+pub mod auth;
 pub mod config;
 pub mod digest;
 pub mod download;

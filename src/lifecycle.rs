@@ -1,9 +1,16 @@
-//! What happens when an upload's last byte is stored.
+//! What happens as an upload's bytes arrive and when its last byte is stored.
 
 use std::sync::Arc;
 
 use crate::app::App;
-use crate::store::UploadRecord;
+use crate::asset::process;
+use crate::store::{StoreError, UploadRecord};
+
+/// After every commit of new bytes (the caller holds the upload's lock).
+pub async fn after_commit(app: &App, rec: &mut UploadRecord) -> Result<(), StoreError> {
+    process::sniff_if_due(app, rec).await?;
+    Ok(())
+}
 
 /// Called once, right after the commit that completed `rec`.
 pub async fn on_complete(app: &Arc<App>, rec: &UploadRecord) {
@@ -15,7 +22,10 @@ pub async fn on_complete(app: &Arc<App>, rec: &UploadRecord) {
     }
 }
 
-/// A whole upload (not a partial) is complete.
-pub async fn on_upload_complete(_app: &Arc<App>, rec: &UploadRecord) {
-    tracing::info!(upload = %rec.id, bytes = rec.offset.0, sha256 = %rec.sha256.finalize_hex(), "upload complete");
+/// A whole upload (not a partial) is complete: its asset starts processing.
+pub async fn on_upload_complete(app: &Arc<App>, rec: &UploadRecord) {
+    tracing::info!(upload = %rec.id, bytes = rec.offset.0, "upload complete");
+    if let Err(e) = process::start(app, rec).await {
+        tracing::error!(upload = %rec.id, error = %e, "could not start processing; retried at next start");
+    }
 }

@@ -2,7 +2,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
-use tusk::config::{Cli, Command, Config, ServeArgs};
+use tusk::asset::rfc3339;
+use tusk::auth;
+use tusk::config::{Cli, Command, Config, KeysCommand, ServeArgs};
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -16,6 +18,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(args),
+        Some(Command::Keys(cmd)) => keys(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -45,4 +48,33 @@ async fn stop_on_signal(stop: CancellationToken) {
     }
     tracing::info!("shutting down");
     stop.cancel();
+}
+
+/// `tusk keys ...`: plain files under the data directory, so these work
+/// whether or not a server is running there.
+fn keys(cmd: KeysCommand) -> std::io::Result<()> {
+    match cmd {
+        KeysCommand::Create { project, data_dir } => {
+            let (key, secret) = auth::create_key(&data_dir, &project)?;
+            eprintln!(
+                "created {} for project {:?}; the secret below is shown only once",
+                key.key_id, key.project
+            );
+            println!("{secret}");
+        }
+        KeysCommand::List { data_dir } => {
+            for k in auth::list_keys(&data_dir)? {
+                let status = match k.revoked_at {
+                    Some(t) => format!("revoked {}", rfc3339(t)),
+                    None => "active".to_string(),
+                };
+                println!("{}\t{}\t{}\t{}", k.key_id, k.project, rfc3339(k.created_at), status);
+            }
+        }
+        KeysCommand::Revoke { key, data_dir } => {
+            let k = auth::revoke_key(&data_dir, &key)?;
+            eprintln!("revoked {} (project {:?})", k.key_id, k.project);
+        }
+    }
+    Ok(())
 }

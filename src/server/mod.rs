@@ -15,7 +15,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::signing::Signer;
 use crate::app::App;
+use crate::auth::Keys;
 use crate::config::Config;
 use crate::store::Store;
 
@@ -37,14 +39,37 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> io::Result<()> {
     .map_err(io::Error::other)?
     .map_err(io::Error::other)?;
 
+    // Open mode (no keys, one `default` project) only where nobody else can reach us.
+    let allow_open = cfg.listen.ip().is_loopback() || cfg.allow_anonymous;
+    let keys = Arc::new(Keys::open(&cfg.data_dir, allow_open)?);
+    if keys.is_empty() {
+        if !allow_open {
+            return Err(io::Error::other(format!(
+                "refusing to listen on {} without API keys: create one with `tusk keys create --project NAME`, \
+                 or pass --allow-anonymous to serve anyone",
+                cfg.listen
+            )));
+        }
+        tracing::warn!(
+            "OPEN MODE: no API key exists, so every request is accepted into the project \"default\"; \
+             open mode ends as soon as `tusk keys create --project NAME` makes a key"
+        );
+    }
+    let signer = Signer::load_or_create(&cfg.data_dir)?;
+
     let listener = TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", cfg.listen)))?;
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
-    let app = App::new(cfg, Arc::new(store), shutdown.clone());
+    let app = App::new(cfg, Arc::new(store), keys.clone(), signer, shutdown.clone());
 
     tokio::spawn(crate::expiry::run(app.clone()));
+    tokio::spawn(keys.watch(shutdown.clone()));
+    tokio::spawn({
+        let app = app.clone();
+        async move { crate::asset::process::resume_all(&app).await }
+    });
     // Finals whose parts completed just before a crash are assembled now.
     tokio::spawn({
         let app = app.clone();

@@ -53,6 +53,9 @@ pub struct Store {
     db: sled::Db,
     uploads: sled::Tree,
     gone: sled::Tree,
+    /// `project id ++ upload id` for every asset: lists a project's assets
+    /// newest first (UUIDv7 ids sort by creation time).
+    project_assets: sled::Tree,
     /// Final uploads waiting for partial uploads to finish (concatenation-unfinished).
     waiting_finals: sled::Tree,
     files_dir: PathBuf,
@@ -74,6 +77,7 @@ impl Store {
             uploads: db.open_tree("uploads")?,
             gone: db.open_tree("gone")?,
             waiting_finals: db.open_tree("waiting_finals")?,
+            project_assets: db.open_tree("project_assets")?,
             db,
             files_dir,
             data_dir: data_dir.to_path_buf(),
@@ -123,6 +127,9 @@ impl Store {
     /// Removes the upload's bytes and state and remembers why, so later
     /// requests get 410 rather than 404. The caller holds the upload's lock.
     pub fn remove(&self, id: Uuid, reason: GoneReason) -> Result<()> {
+        if let Some(rec) = self.get(id)? {
+            self.project_assets.remove(index_key(rec.project_id, id))?;
+        }
         let stone = Tombstone { reason, at: Timestamp::now() };
         let stone = serde_json::to_vec(&stone).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.gone.insert(id.as_bytes(), stone)?;
@@ -156,6 +163,44 @@ impl Store {
             let (_, v) = item?;
             decode(&v)
         })
+    }
+
+    /// Adds an asset to its project's listing.
+    pub fn index_asset(&self, project: Uuid, id: Uuid) -> Result<()> {
+        self.project_assets.insert(index_key(project, id), &[])?;
+        Ok(())
+    }
+
+    /// A project's assets, newest first, starting after `cursor`, keeping
+    /// those `keep` accepts. Returns the page and the cursor of the next one.
+    pub fn list_assets(
+        &self,
+        project: Uuid,
+        cursor: Option<Uuid>,
+        limit: usize,
+        keep: impl Fn(&UploadRecord) -> bool,
+    ) -> Result<(Vec<UploadRecord>, Option<Uuid>)> {
+        let lo = index_key(project, Uuid::nil());
+        let hi = match cursor {
+            Some(c) => index_key(project, c),
+            None => index_key(project, Uuid::max()),
+        };
+        let mut page = Vec::new();
+        let mut last = None;
+        for item in self.project_assets.range(lo..hi).rev() {
+            let (k, _) = item?;
+            let id = Uuid::from_slice(&k[16..]).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let Some(rec) = self.get(id)? else { continue };
+            if !keep(&rec) {
+                continue;
+            }
+            if page.len() == limit {
+                return Ok((page, last));
+            }
+            last = Some(id);
+            page.push(rec);
+        }
+        Ok((page, None))
     }
 
     pub fn add_waiting_final(&self, id: Uuid) -> Result<()> {
@@ -238,6 +283,13 @@ impl Store {
         }
         Ok(fixed)
     }
+}
+
+fn index_key(project: Uuid, id: Uuid) -> [u8; 32] {
+    let mut k = [0u8; 32];
+    k[..16].copy_from_slice(project.as_bytes());
+    k[16..].copy_from_slice(id.as_bytes());
+    k
 }
 
 fn decode(v: &[u8]) -> Result<UploadRecord> {

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::asset::AssetInfo;
 use crate::digest::Sha256Stream;
 
 /// A byte position in an upload. The stored offset only ever counts bytes that
@@ -69,6 +70,9 @@ pub enum Concat {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadRecord {
     pub id: Uuid,
+    /// The project whose key created it; requests from other projects get 404.
+    #[serde(default)]
+    pub project_id: Uuid,
     /// Declared total length; `None` while deferred (creation-defer-length).
     pub length: Option<u64>,
     pub offset: Offset,
@@ -81,13 +85,24 @@ pub struct UploadRecord {
     pub updated_at: Timestamp,
     /// SHA-256 of the bytes `[0, offset)`.
     pub sha256: Sha256Stream,
+    /// What the bytes are. `None` for partial uploads, which are not assets.
+    #[serde(default)]
+    pub asset: Option<AssetInfo>,
 }
 
 impl UploadRecord {
-    pub fn new(id: Uuid, length: Option<u64>, metadata: Option<String>, concat: Concat) -> Self {
+    pub fn new(
+        id: Uuid,
+        project_id: Uuid,
+        length: Option<u64>,
+        metadata: Option<String>,
+        concat: Concat,
+    ) -> Self {
         let now = Timestamp::now();
         UploadRecord {
             id,
+            project_id,
+            asset: None,
             length,
             offset: Offset(0),
             metadata,

@@ -9,19 +9,21 @@ use http::{StatusCode, request::Parts};
 use uuid::Uuid;
 
 use super::error::TusError;
-use super::headers::{self, UPLOAD_DEFER_LENGTH, UPLOAD_LENGTH};
+use super::headers::{self, Metadata, UPLOAD_DEFER_LENGTH, UPLOAD_LENGTH};
 use super::patch::check_max_size;
 use super::{expires_header, find, upload_url};
 use crate::app::App;
+use crate::auth::Caller;
 use crate::http::{Response, empty, set};
 use crate::store::{Concat, Offset, StoreError, Timestamp, UploadRecord};
 
 pub async fn create_final(
     app: &Arc<App>,
+    caller: &Caller,
     parts: &Parts,
     urls: Vec<String>,
     header: String,
-    metadata: Option<String>,
+    metadata: Option<(String, Metadata)>,
     with_body: bool,
 ) -> Result<Response, TusError> {
     let h = &parts.headers;
@@ -46,7 +48,7 @@ pub async fn create_final(
                 format!("{url:?} is not an upload URL of this server"),
             )
         })?;
-        let part = find(app, id)?;
+        let part = find(app, caller, id)?;
         if !part.is_partial() {
             return Err(TusError::bad_request(
                 "ERR_INVALID_CONCAT",
@@ -60,10 +62,13 @@ pub async fn create_final(
         check_max_size(app, n)?;
     }
 
+    let asset = super::post::new_asset(metadata.as_ref().map(|m| &m.1))?;
     let id = Uuid::now_v7();
-    let mut rec =
-        UploadRecord::new(id, length, metadata, Concat::Final { parts: ids, header, assembled: false });
+    let concat = Concat::Final { parts: ids, header, assembled: false };
+    let mut rec = UploadRecord::new(id, caller.project_id, length, metadata.map(|m| m.0), concat);
+    rec.asset = Some(asset);
     app.store.put(&rec)?;
+    app.store.index_asset(caller.project_id, id)?;
     let _lock = app.locks.lock(id).await?;
     let assembled = try_assemble(app, &mut rec).await?;
     if !assembled {

@@ -6,14 +6,15 @@ use uuid::Uuid;
 use super::error::TusError;
 use super::{find, headers};
 use crate::app::App;
+use crate::auth::Caller;
 use crate::http::{Response, empty};
 use crate::store::GoneReason;
 
-pub async fn terminate(app: &App, id: Uuid, req: &HeaderMap) -> Result<Response, TusError> {
+pub async fn terminate(app: &App, caller: &Caller, id: Uuid, req: &HeaderMap) -> Result<Response, TusError> {
     headers::check_version(req, false)?;
     // Stops a running PATCH first; it commits what it has, then we remove it all.
     let _lock = app.locks.lock(id).await?;
-    find(app, id)?;
+    find(app, caller, id)?;
     app.store.remove(id, GoneReason::Terminated)?;
     app.store.flush().await?;
     let mut resp = http::Response::new(empty());

@@ -8,12 +8,13 @@ use super::error::TusError;
 use super::find;
 use super::headers::Metadata;
 use crate::app::App;
+use crate::auth::Caller;
 use crate::download::{self, Download};
 use crate::http::Response;
 
-pub async fn download(app: &App, id: Uuid, req: &HeaderMap) -> Result<Response, TusError> {
+pub async fn download(app: &App, caller: &Caller, id: Uuid, req: &HeaderMap) -> Result<Response, TusError> {
     // No lock: only committed bytes are served, and those never change.
-    let rec = find(app, id)?;
+    let rec = find(app, caller, id)?;
     let len = rec.offset.0;
     let path = app.store.file_path(id);
     let content_type = crate::sniff_file(&path, len).await;

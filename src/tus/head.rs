@@ -10,15 +10,16 @@ use super::headers::{
 };
 use super::{concat, expires_header, find};
 use crate::app::App;
+use crate::auth::Caller;
 use crate::http::{Response, empty, set};
 use crate::store::Concat;
 
-pub async fn offset(app: &App, id: Uuid, req: &HeaderMap) -> Result<Response, TusError> {
+pub async fn offset(app: &App, caller: &Caller, id: Uuid, req: &HeaderMap) -> Result<Response, TusError> {
     headers::check_version(req, true)?;
     // Taking the lock stops a PATCH still running for this upload (a client
     // that reconnected), so the offset we report includes what it stored.
     let _lock = app.locks.lock(id).await?;
-    let rec = find(app, id)?;
+    let rec = find(app, caller, id)?;
 
     let mut resp = http::Response::new(empty());
     *resp.status_mut() = StatusCode::OK;

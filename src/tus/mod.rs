@@ -19,6 +19,7 @@ use hyper::body::Incoming;
 use uuid::Uuid;
 
 use crate::app::App;
+use crate::auth::Caller;
 use crate::digest::Algorithm;
 use crate::http::{Response, empty, set};
 use crate::store::UploadRecord;
@@ -57,15 +58,17 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response {
         method = m;
     }
     let is_head = method == Method::HEAD;
+    // `App::route` authenticated the request and left the caller here.
+    let caller = req.extensions().get::<Caller>().cloned().expect("authenticated before routing");
 
     let result = match (&method, target) {
         (&Method::OPTIONS, _) => Ok(options(&app)),
         (_, Target::Invalid) => Err(TusError::not_found()),
-        (&Method::POST, Target::Collection) => post::create(&app, req).await,
-        (&Method::HEAD, Target::Upload(id)) => head::offset(&app, id, req.headers()).await,
-        (&Method::PATCH, Target::Upload(id)) => patch::append(&app, id, req).await,
-        (&Method::DELETE, Target::Upload(id)) => delete::terminate(&app, id, req.headers()).await,
-        (&Method::GET, Target::Upload(id)) => get::download(&app, id, req.headers()).await,
+        (&Method::POST, Target::Collection) => post::create(&app, &caller, req).await,
+        (&Method::HEAD, Target::Upload(id)) => head::offset(&app, &caller, id, req.headers()).await,
+        (&Method::PATCH, Target::Upload(id)) => patch::append(&app, &caller, id, req).await,
+        (&Method::DELETE, Target::Upload(id)) => delete::terminate(&app, &caller, id, req.headers()).await,
+        (&Method::GET, Target::Upload(id)) => get::download(&app, &caller, id, req.headers()).await,
         _ => Err(TusError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "ERR_METHOD_NOT_ALLOWED",
@@ -97,9 +100,13 @@ pub fn options(app: &App) -> Response {
     resp
 }
 
-/// Looks an upload up, telling 410 (expired or terminated) from 404.
-fn find(app: &App, id: Uuid) -> Result<UploadRecord, TusError> {
+/// Looks an upload up, telling 410 (expired or terminated) from 404. Another
+/// project's upload is a 404: ids are not confirmed to outsiders.
+fn find(app: &App, caller: &Caller, id: Uuid) -> Result<UploadRecord, TusError> {
     if let Some(rec) = app.store.get(id)? {
+        if rec.project_id != caller.project_id {
+            return Err(TusError::not_found());
+        }
         return Ok(rec);
     }
     match app.store.tombstone(id)? {

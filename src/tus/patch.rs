@@ -12,13 +12,19 @@ use super::error::TusError;
 use super::headers::{self, UPLOAD_CHECKSUM, UPLOAD_LENGTH};
 use super::{expires_header, find};
 use crate::app::App;
+use crate::auth::Caller;
 use crate::digest::ExpectedDigest;
 use crate::http::{Response, empty, set};
 use crate::lock::UploadLock;
 use crate::store::UploadRecord;
 use crate::store::append::{AppendPlan, BodyEnd, stage};
 
-pub async fn append(app: &Arc<App>, id: Uuid, req: Request<Incoming>) -> Result<Response, TusError> {
+pub async fn append(
+    app: &Arc<App>,
+    caller: &Caller,
+    id: Uuid,
+    req: Request<Incoming>,
+) -> Result<Response, TusError> {
     let (parts, body) = req.into_parts();
     let h = &parts.headers;
     headers::check_version(h, false)?;
@@ -34,7 +40,7 @@ pub async fn append(app: &Arc<App>, id: Uuid, req: Request<Incoming>) -> Result<
     let checksum = headers::checksum(h)?;
 
     let lock = app.locks.lock(id).await?;
-    let mut rec = find(app, id)?;
+    let mut rec = find(app, caller, id)?;
     if rec.is_final() {
         return Err(TusError::new(
             StatusCode::FORBIDDEN,
@@ -185,7 +191,10 @@ pub(super) async fn append_body(
 
     let end = staged.end.clone();
     let received = staged.received();
-    let rec = staged.commit().await?;
+    let mut rec = staged.commit().await?;
+    if rec.offset.0 > offset.0 {
+        crate::lifecycle::after_commit(app, &mut rec).await?;
+    }
     if end == BodyEnd::Finished {
         return Ok(rec);
     }

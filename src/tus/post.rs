@@ -9,14 +9,16 @@ use hyper::body::Incoming;
 use uuid::Uuid;
 
 use super::error::TusError;
-use super::headers::{self, ConcatRequest, DeclaredLength};
+use super::headers::{self, ConcatRequest, DeclaredLength, Metadata};
 use super::patch::{append_body, check_max_size};
 use super::{concat, expires_header, upload_url};
 use crate::app::App;
+use crate::asset::AssetInfo;
+use crate::auth::Caller;
 use crate::http::{Response, empty, set};
 use crate::store::{Concat, UploadRecord};
 
-pub async fn create(app: &Arc<App>, req: Request<Incoming>) -> Result<Response, TusError> {
+pub async fn create(app: &Arc<App>, caller: &Caller, req: Request<Incoming>) -> Result<Response, TusError> {
     let (parts, body) = req.into_parts();
     let h = &parts.headers;
     headers::check_version(h, false)?;
@@ -26,7 +28,7 @@ pub async fn create(app: &Arc<App>, req: Request<Incoming>) -> Result<Response, 
     let with_body = headers::is_offset_stream(h) && headers::has_body(h);
 
     if let Some(ConcatRequest::Final { urls, header }) = concat_req {
-        return concat::create_final(app, &parts, urls, header, metadata.map(|m| m.0), with_body).await;
+        return concat::create_final(app, caller, &parts, urls, header, metadata, with_body).await;
     }
     let length = match headers::declared_length(h)? {
         Some(DeclaredLength::Known(n)) => {
@@ -47,10 +49,18 @@ pub async fn create(app: &Arc<App>, req: Request<Incoming>) -> Result<Response, 
         _ => Concat::None,
     };
 
+    let asset = match role {
+        Concat::Partial => None, // pieces of a concatenation are not assets
+        _ => Some(new_asset(metadata.as_ref().map(|m| &m.1))?),
+    };
     let id = Uuid::now_v7();
-    let rec = UploadRecord::new(id, length, metadata.map(|m| m.0), role);
+    let mut rec = UploadRecord::new(id, caller.project_id, length, metadata.map(|m| m.0), role);
+    rec.asset = asset;
     app.store.create_file(id)?;
     app.store.put(&rec)?;
+    if rec.asset.is_some() {
+        app.store.index_asset(caller.project_id, id)?;
+    }
     let location = upload_url(app, h, &parts.uri, id);
 
     let rec = if with_body {
@@ -79,4 +89,26 @@ pub async fn create(app: &Arc<App>, req: Request<Incoming>) -> Result<Response, 
     set(rh, HeaderName::from_static(headers::UPLOAD_OFFSET), rec.offset);
     expires_header(app, &rec, rh);
     Ok(resp)
+}
+
+/// The asset a tus creation makes: name from `filename` (or `name`), the
+/// optional `language` hint, and the metadata as a string map.
+pub(super) fn new_asset(metadata: Option<&Metadata>) -> Result<AssetInfo, TusError> {
+    let Some(m) = metadata else { return Ok(AssetInfo::new(None, None, Default::default())) };
+    let language = match m.get("language") {
+        None => None,
+        Some(v) => {
+            let code = std::str::from_utf8(v).unwrap_or("");
+            if !crate::asset::lang::is_iso639_1(code) {
+                return Err(TusError::bad_request(
+                    "ERR_INVALID_LANGUAGE",
+                    format!("metadata language {code:?} is not a lowercase ISO 639-1 code such as \"en\""),
+                ));
+            }
+            Some(code.to_string())
+        }
+    };
+    let name = m.get_str("filename").or(m.get_str("name")).map(str::to_string);
+    let map = m.0.iter().map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned())).collect();
+    Ok(AssetInfo::new(name, language, map))
 }

@@ -1,0 +1,409 @@
+//! `/v1/assets`: create, read, list, delete, and signed content downloads.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use http::header::LOCATION;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::error::{ApiError, FieldError};
+use super::json_response;
+use crate::app::App;
+use crate::asset::{AssetInfo, AssetState, AssetType, lang, rfc3339, sniff};
+use crate::auth::Caller;
+use crate::download::{self, Download};
+use crate::http::{Response, public_origin, set};
+use crate::store::{GoneReason, Timestamp, UploadRecord};
+
+const MAX_JSON_BODY: usize = 64 << 10;
+
+/// Everything a view needs from the request: where the client reached us.
+pub struct View<'a> {
+    pub app: &'a App,
+    pub origin: String,
+}
+
+impl<'a> View<'a> {
+    pub fn new(app: &'a App, req_headers: &http::HeaderMap, uri: &http::Uri) -> Self {
+        View { app, origin: public_origin(req_headers, uri, app.cfg.behind_proxy) }
+    }
+
+    /// The asset JSON. Every field is always present, null where it does not apply.
+    pub fn asset(&self, rec: &UploadRecord) -> Value {
+        let app = self.app;
+        let a = rec.asset.as_ref().expect("only assets are viewed");
+        let sniffed = a.sniffed.as_ref();
+        let ready = a.state == AssetState::Ready;
+        let (download_url, download_expires_at) = if ready {
+            let exp = SystemTime::now() + app.cfg.download_ttl;
+            let secs = exp.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
+            let sig = app.signer.sign(rec.id, secs);
+            (
+                Some(format!("{}/v1/assets/{}/content?expires={secs}&signature={sig}", self.origin, rec.id)),
+                Some(rfc3339(Timestamp(secs * 1000))),
+            )
+        } else {
+            (None, None)
+        };
+        let assembled_or_plain = !rec.is_final() || rec.is_complete();
+        json!({
+            "id": rec.id,
+            "project_id": rec.project_id,
+            "name": a.name,
+            "state": a.state.as_str(),
+            "type": sniffed.map(|s| s.kind.as_str()),
+            "extension": sniffed.and_then(|s| s.extension.clone()),
+            "content_type": sniffed.map(|s| s.content_type.clone()),
+            "size_bytes": rec.length,
+            "received_bytes": if assembled_or_plain { rec.offset.0 } else { 0 },
+            "sha256": ready.then(|| rec.sha256.finalize_hex()),
+            "duration_seconds": a.duration_seconds,
+            "width": a.width,
+            "height": a.height,
+            "language": a.language,
+            "metadata": a.metadata,
+            "error_code": a.error.as_ref().map(|e| e.code.clone()),
+            "error_message": a.error.as_ref().map(|e| e.message.clone()),
+            "created_at": rfc3339(rec.created_at),
+            "updated_at": rfc3339(rec.updated_at.max(a.updated_at)),
+            "expires_at": rec.expires_at(app.cfg.expire_after).map(rfc3339),
+            "upload_url": (a.state == AssetState::PendingUpload)
+                .then(|| format!("{}{}{}", self.origin, app.cfg.base_path, rec.id)),
+            "download_url": download_url,
+            "download_expires_at": download_expires_at,
+        })
+    }
+}
+
+fn find(app: &App, caller: &Caller, id: Uuid) -> Result<UploadRecord, ApiError> {
+    match app.store.get(id)? {
+        Some(rec) if rec.project_id == caller.project_id && rec.asset.is_some() => Ok(rec),
+        _ => Err(ApiError::not_found()),
+    }
+}
+
+pub fn get(app: &App, caller: &Caller, id: Uuid, req: &Request<Incoming>) -> Result<Response, ApiError> {
+    let rec = find(app, caller, id)?;
+    let view = View::new(app, req.headers(), req.uri());
+    Ok(json_response(StatusCode::OK, serde_json::to_vec(&view.asset(&rec)).expect("json")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    #[serde(default)]
+    name: Option<Value>,
+    #[serde(default)]
+    size_bytes: Option<Value>,
+    #[serde(default)]
+    language: Option<Value>,
+    #[serde(default)]
+    metadata: Option<Value>,
+}
+
+pub async fn create(
+    app: &std::sync::Arc<App>,
+    caller: &Caller,
+    req: Request<Incoming>,
+) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let bytes = match Limited::new(body, MAX_JSON_BODY).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the JSON body is limited to {MAX_JSON_BODY} bytes"),
+            ));
+        }
+    };
+    let body: CreateBody = if bytes.iter().all(u8::is_ascii_whitespace) {
+        CreateBody { name: None, size_bytes: None, language: None, metadata: None }
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("the body is not the expected JSON: {e}"),
+            )
+        })?
+    };
+
+    let mut errors = Vec::new();
+    let name = match body.name {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= 1024 => Some(s),
+        Some(_) => {
+            errors.push(FieldError::new("name", "invalid", "must be a string of 1 to 1024 characters"));
+            None
+        }
+    };
+    let size = match body.size_bytes {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) if n.as_u64().is_some_and(|v| v <= i64::MAX as u64) => {
+            let v = n.as_u64().expect("checked");
+            if let Some(max) = app.cfg.max_size
+                && v > max
+            {
+                errors.push(FieldError::new(
+                    "size_bytes",
+                    "too_large",
+                    format!("must be at most {max} bytes on this server"),
+                ));
+            }
+            Some(v)
+        }
+        Some(_) => {
+            errors.push(FieldError::new("size_bytes", "invalid", "must be a non-negative integer"));
+            None
+        }
+    };
+    let language = match body.language {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if lang::is_iso639_1(&s) => Some(s),
+        Some(_) => {
+            errors.push(FieldError::new(
+                "language",
+                "invalid",
+                "must be a lowercase two-letter ISO 639-1 code such as \"en\"",
+            ));
+            None
+        }
+    };
+    let mut metadata = BTreeMap::new();
+    match body.metadata {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(map)) => {
+            for (k, v) in map {
+                let key_ok = !k.is_empty() && k.bytes().all(|b| b.is_ascii_graphic() && b != b',');
+                match v {
+                    Value::String(s) if key_ok => {
+                        metadata.insert(k, s);
+                    }
+                    _ => errors.push(FieldError::new(
+                        &format!("metadata.{k}"),
+                        "invalid",
+                        "keys are printable ASCII without spaces or commas; values are strings",
+                    )),
+                }
+            }
+        }
+        Some(_) => errors.push(FieldError::new("metadata", "invalid", "must be an object of strings")),
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(errors));
+    }
+    // The same upload a tus POST makes, so a tus client can go on with PATCH
+    // and see the name and language in its Upload-Metadata; the asset keeps
+    // the metadata exactly as sent.
+    let mut tus_metadata = metadata.clone();
+    if let Some(l) = &language {
+        tus_metadata.entry("language".into()).or_insert_with(|| l.clone());
+    }
+    if let Some(n) = &name {
+        tus_metadata.entry("filename".into()).or_insert_with(|| n.clone());
+    }
+    let header = tus_metadata
+        .iter()
+        .map(|(k, v)| format!("{k} {}", base64::engine::general_purpose::STANDARD.encode(v)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let id = Uuid::now_v7();
+    let mut rec = UploadRecord::new(
+        id,
+        caller.project_id,
+        size,
+        (!header.is_empty()).then_some(header),
+        crate::store::Concat::None,
+    );
+    rec.asset = Some(AssetInfo::new(name, language, metadata));
+    app.store.create_file(id)?;
+    app.store.put(&rec)?;
+    app.store.index_asset(caller.project_id, id)?;
+    app.store.flush().await?;
+    if rec.is_complete() {
+        // A zero-byte asset is complete at once.
+        let _lock = app.locks.lock(id).await?;
+        crate::lifecycle::on_upload_complete(app, &rec).await;
+        rec = app.store.get(id)?.unwrap_or(rec);
+    }
+
+    let view = View::new(app, &parts.headers, &parts.uri);
+    let mut resp = json_response(StatusCode::CREATED, serde_json::to_vec(&view.asset(&rec)).expect("json"));
+    set(resp.headers_mut(), LOCATION, format!("{}{}{}", view.origin, app.cfg.base_path, id));
+    Ok(resp)
+}
+
+pub fn list(app: &App, caller: &Caller, req: &Request<Incoming>) -> Result<Response, ApiError> {
+    let mut state = None;
+    let mut kind = None;
+    let mut limit = 20usize;
+    let mut cursor = None;
+    let mut errors = Vec::new();
+    for (k, v) in form_urlencoded(req.uri().query().unwrap_or("")) {
+        match k.as_str() {
+            "state" => match AssetState::parse(&v) {
+                Some(s) => state = Some(s),
+                None => errors.push(FieldError::new(
+                    "state",
+                    "invalid",
+                    "must be one of pending_upload, processing, ready, failed",
+                )),
+            },
+            "type" => match AssetType::parse(&v) {
+                Some(t) => kind = Some(t),
+                None => errors.push(FieldError::new(
+                    "type",
+                    "invalid",
+                    "must be one of audio, video, image, document, archive, other",
+                )),
+            },
+            "limit" => match v.parse::<usize>() {
+                Ok(n) if (1..=100).contains(&n) => limit = n,
+                _ => errors.push(FieldError::new("limit", "invalid", "must be an integer from 1 to 100")),
+            },
+            "cursor" => match Uuid::try_parse(&v) {
+                Ok(c) => cursor = Some(c),
+                Err(_) => errors.push(FieldError::new(
+                    "cursor",
+                    "invalid",
+                    "must be a next_cursor from a previous page",
+                )),
+            },
+            _ => errors.push(FieldError::new(&k, "unknown", "unknown query parameter")),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(errors));
+    }
+    let (page, next) = app.store.list_assets(caller.project_id, cursor, limit, |rec| {
+        let Some(a) = &rec.asset else { return false };
+        state.is_none_or(|s| a.state == s)
+            && kind.is_none_or(|k| a.sniffed.as_ref().is_some_and(|x| x.kind == k))
+    })?;
+    let view = View::new(app, req.headers(), req.uri());
+    let data: Vec<Value> = page.iter().map(|r| view.asset(r)).collect();
+    let body = json!({ "data": data, "next_cursor": next });
+    Ok(json_response(StatusCode::OK, serde_json::to_vec(&body).expect("json")))
+}
+
+pub async fn delete(app: &App, caller: &Caller, id: Uuid) -> Result<Response, ApiError> {
+    // Interrupts an upload in flight, like a tus DELETE.
+    let _lock = app.locks.lock(id).await?;
+    find(app, caller, id)?;
+    app.store.remove(id, GoneReason::Terminated)?;
+    app.store.flush().await?;
+    let mut resp = http::Response::new(crate::http::empty());
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    Ok(resp)
+}
+
+/// The signed download. No key needed: the signature is the credential.
+pub async fn content(app: &App, id: Uuid, req: &Request<Incoming>) -> Result<Response, ApiError> {
+    let mut expires = None;
+    let mut signature = None;
+    for (k, v) in form_urlencoded(req.uri().query().unwrap_or("")) {
+        match k.as_str() {
+            "expires" => expires = v.parse::<u64>().ok(),
+            "signature" => signature = Some(v),
+            _ => {}
+        }
+    }
+    let forbidden = |m: &str| ApiError::new(StatusCode::FORBIDDEN, "invalid_signature", m);
+    let (Some(expires), Some(signature)) = (expires, signature) else {
+        return Err(forbidden("this download URL is incomplete; get a fresh download_url from the asset"));
+    };
+    if !app.signer.verify(id, expires, &signature) {
+        return Err(forbidden(
+            "this download URL's signature is not valid; get a fresh download_url from the asset",
+        ));
+    }
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
+    if expires < now {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "url_expired",
+            "this download URL has expired; get a fresh download_url from the asset",
+        ));
+    }
+    let rec = match app.store.get(id)? {
+        Some(r) if r.asset.is_some() => r,
+        _ => return Err(ApiError::not_found()),
+    };
+    let a = rec.asset.as_ref().expect("checked");
+    if a.state != AssetState::Ready {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "asset_not_ready",
+            format!("the asset is {}; it can be downloaded once ready", a.state.as_str()),
+        ));
+    }
+    let content_type = a
+        .sniffed
+        .as_ref()
+        .map(|s| s.content_type.clone())
+        .unwrap_or_else(|| "application/octet-stream".into());
+    let d = Download {
+        path: app.store.file_path(id),
+        len: rec.offset.0,
+        etag: rec.sha256.finalize_hex(),
+        content_type,
+        filename: a.name.clone(),
+    };
+    download::serve(req.method(), req.headers(), d).await.map_err(|e| crate::store::StoreError::Io(e).into())
+}
+
+pub fn types() -> Response {
+    let mut by_type: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
+    for t in AssetType::ALL {
+        by_type.entry(t.as_str()).or_default();
+    }
+    for (t, ext, ct) in sniff::recognised() {
+        by_type.entry(t.as_str()).or_default().push(json!({ "extension": ext, "content_type": ct }));
+    }
+    let data: Vec<Value> = AssetType::ALL
+        .iter()
+        .map(|t| json!({ "type": t.as_str(), "formats": by_type[t.as_str()] }))
+        .collect();
+    json_response(StatusCode::OK, serde_json::to_vec(&json!({ "data": data })).expect("json"))
+}
+
+/// `application/x-www-form-urlencoded` pairs of a query string.
+fn form_urlencoded(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

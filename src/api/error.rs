@@ -1,0 +1,97 @@
+//! `/v1` errors: one envelope, `{code, message, errors}`, mapped to HTTP here.
+
+use http::StatusCode;
+use http::header::{CONTENT_TYPE, HeaderValue};
+use serde::Serialize;
+
+use crate::auth::AuthError;
+use crate::http::{Response, full};
+use crate::store::StoreError;
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub code: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: &str, code: &str, message: impl Into<String>) -> Self {
+        FieldError { field: field.into(), code: code.into(), message: message.into() }
+    }
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub errors: Option<Vec<FieldError>>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into(), errors: None }
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "no asset with this id exists in your project")
+    }
+
+    pub fn invalid(errors: Vec<FieldError>) -> Self {
+        let message =
+            errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "validation_failed",
+            message,
+            errors: Some(errors),
+        }
+    }
+
+    pub fn into_response(self) -> Response {
+        #[derive(Serialize)]
+        struct Envelope<'a> {
+            code: &'a str,
+            message: &'a str,
+            errors: &'a Option<Vec<FieldError>>,
+        }
+        let body =
+            serde_json::to_vec(&Envelope { code: self.code, message: &self.message, errors: &self.errors })
+                .expect("serialisable");
+        let mut resp = http::Response::new(full(body));
+        *resp.status_mut() = self.status;
+        resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "storage failure");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "the server could not read or write its storage; try again later",
+        )
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", e.message())
+    }
+}
+
+impl From<crate::lock::LockTimeout> for ApiError {
+    fn from(_: crate::lock::LockTimeout) -> Self {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "busy",
+            "the asset is being written by another request; retry shortly",
+        )
+    }
+}

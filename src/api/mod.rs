@@ -1,0 +1,73 @@
+//! The `/v1` JSON API: assets, their signed downloads, the type catalogue
+//! and the OpenAPI document.
+
+pub mod assets;
+pub mod error;
+pub mod signing;
+
+use std::sync::Arc;
+
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{Method, Request, StatusCode};
+use hyper::body::Incoming;
+use uuid::Uuid;
+
+use crate::app::App;
+use crate::http::{Response, full};
+use error::ApiError;
+
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response {
+    route(app, req).await.unwrap_or_else(ApiError::into_response)
+}
+
+async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<Response, ApiError> {
+    let path = req.uri().path().trim_end_matches('/').to_string();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let method = req.method().clone();
+
+    // Public: the signature (or nothing secret) is the credential.
+    match (&method, segments.as_slice()) {
+        (&Method::GET | &Method::HEAD, ["v1", "assets", id, "content"]) => {
+            let id = parse_id(id)?;
+            return assets::content(&app, id, &req).await;
+        }
+        (&Method::GET, ["v1", "openapi.json"]) => return Ok(json_response(StatusCode::OK, OPENAPI.into())),
+        (&Method::GET, ["v1", "asset-types"]) => return Ok(assets::types()),
+        _ => {}
+    }
+
+    let caller = app.keys.authenticate(req.headers())?;
+    match (&method, segments.as_slice()) {
+        (&Method::POST, ["v1", "assets"]) => assets::create(&app, &caller, req).await,
+        (&Method::GET, ["v1", "assets"]) => assets::list(&app, &caller, &req),
+        (&Method::GET, ["v1", "assets", id]) => {
+            let id = parse_id(id)?;
+            assets::get(&app, &caller, id, &req)
+        }
+        (&Method::DELETE, ["v1", "assets", id]) => {
+            let id = parse_id(id)?;
+            assets::delete(&app, &caller, id).await
+        }
+        (_, ["v1", "assets"] | ["v1", "assets", _]) => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{method} is not allowed on {path}"),
+        )),
+        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no API endpoint at {path}"))),
+    }
+}
+
+/// A malformed id names nothing: 404, like an unknown one.
+fn parse_id(s: &str) -> Result<Uuid, ApiError> {
+    Uuid::try_parse(s).map_err(|_| ApiError::not_found())
+}
+
+pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut resp = http::Response::new(full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}

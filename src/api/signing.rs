@@ -1,0 +1,60 @@
+//! Signed download URLs: HMAC-SHA256 over the asset id and an expiry, with a
+//! server secret generated once and kept in the data directory. The signature
+//! alone grants access, so the URL can be handed to a browser or a worker.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use hmac::{KeyInit, Mac};
+use uuid::Uuid;
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+pub struct Signer {
+    secret: Vec<u8>,
+}
+
+impl Signer {
+    /// Loads `<data-dir>/signing.key`, creating it (mode 0600) on first start.
+    pub fn load_or_create(data_dir: &Path) -> io::Result<Signer> {
+        let path = data_dir.join("signing.key");
+        match fs::read(&path) {
+            Ok(secret) if secret.len() >= 32 => return Ok(Signer { secret }),
+            Ok(_) => return Err(io::Error::other(format!("{} is too short", path.display()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let mut secret = vec![0u8; 32];
+        getrandom::fill(&mut secret).map_err(|e| io::Error::other(e.to_string()))?;
+        match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+            Ok(mut f) => {
+                f.write_all(&secret)?;
+                f.sync_all()?;
+                Ok(Signer { secret })
+            }
+            // Another process created it first: use theirs.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Signer::load_or_create(data_dir),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn mac(&self, id: Uuid, expires: u64) -> HmacSha256 {
+        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&self.secret).expect("any key length");
+        mac.update(format!("{id}:{expires}").as_bytes());
+        mac
+    }
+
+    pub fn sign(&self, id: Uuid, expires: u64) -> String {
+        hex::encode(self.mac(id, expires).finalize().into_bytes())
+    }
+
+    /// Constant-time check of a signature.
+    pub fn verify(&self, id: Uuid, expires: u64, signature: &str) -> bool {
+        match hex::decode(signature) {
+            Ok(sig) => self.mac(id, expires).verify_slice(&sig).is_ok(),
+            Err(_) => false,
+        }
+    }
+}

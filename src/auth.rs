@@ -1,0 +1,234 @@
+//! Projects and API keys.
+//!
+//! Keys live as one small JSON file each under `<data-dir>/keys/`, not in
+//! sled: sled allows one process per database, and `tusk keys ...` must work
+//! while a server runs on the same directory. The server notices changes to
+//! that folder within a second. Only a SHA-256 of each secret is stored.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+use std::time::Duration;
+
+use http::HeaderMap;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::store::Timestamp;
+
+/// Project ids are derived from project names, so creating a key needs no
+/// shared registry and a name always maps to the same id.
+const PROJECT_NAMESPACE: Uuid = Uuid::from_u128(0x5f1c_2a4e_9d7b_4c1a_8e3f_6b2d_0a9c_7e11);
+pub const DEFAULT_PROJECT: &str = "default";
+
+pub fn project_id(name: &str) -> Uuid {
+    Uuid::new_v5(&PROJECT_NAMESPACE, name.as_bytes())
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KeyRecord {
+    pub key_id: String,
+    pub project: String,
+    pub project_id: Uuid,
+    /// Hex SHA-256 of the secret.
+    pub secret_sha256: String,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// Who is calling: every asset belongs to exactly one project.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub project_id: Uuid,
+    pub project: String,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum AuthError {
+    Missing,
+    Unknown,
+    Revoked,
+}
+
+impl AuthError {
+    pub fn message(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "this server requires an API key: send Authorization: Bearer sk_...",
+            AuthError::Unknown => "the API key is not known to this server",
+            AuthError::Revoked => "the API key was revoked",
+        }
+    }
+}
+
+fn keys_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("keys")
+}
+
+fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// The key set as the server sees it, reloaded when the folder changes.
+pub struct Keys {
+    dir: PathBuf,
+    state: RwLock<KeyState>,
+    /// Open mode (no key exists) is allowed for this server.
+    allow_open: bool,
+}
+
+#[derive(Default)]
+struct KeyState {
+    by_hash: HashMap<String, KeyRecord>,
+}
+
+impl Keys {
+    pub fn open(data_dir: &Path, allow_open: bool) -> io::Result<Keys> {
+        let dir = keys_dir(data_dir);
+        fs::create_dir_all(&dir)?;
+        let keys = Keys { dir, state: RwLock::default(), allow_open };
+        keys.reload()?;
+        Ok(keys)
+    }
+
+    /// No key has ever been created: the server may run open.
+    pub fn is_empty(&self) -> bool {
+        self.state.read().expect("keys").by_hash.is_empty()
+    }
+
+    /// Re-reads the folder (a handful of small files); true if anything changed.
+    pub fn reload(&self) -> io::Result<bool> {
+        let by_hash: HashMap<String, KeyRecord> =
+            read_all(&self.dir)?.into_iter().map(|k| (k.secret_sha256.clone(), k)).collect();
+        let fingerprint = |m: &HashMap<String, KeyRecord>| {
+            let mut v: Vec<(String, bool)> =
+                m.iter().map(|(h, k)| (h.clone(), k.revoked_at.is_some())).collect();
+            v.sort();
+            v
+        };
+        let mut state = self.state.write().expect("keys");
+        let changed = fingerprint(&state.by_hash) != fingerprint(&by_hash);
+        state.by_hash = by_hash;
+        Ok(changed)
+    }
+
+    /// Polls for key changes so a new or revoked key counts within a second.
+    pub async fn watch(self: std::sync::Arc<Self>, stop: tokio_util::sync::CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(400)) => {}
+                _ = stop.cancelled() => return,
+            }
+            let keys = self.clone();
+            match tokio::task::spawn_blocking(move || keys.reload()).await {
+                Ok(Ok(true)) => tracing::info!("API keys reloaded"),
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "reading API keys"),
+                Err(_) => {}
+            }
+        }
+    }
+
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, AuthError> {
+        let bearer = crate::http::header_str(headers, http::header::AUTHORIZATION).and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        });
+        let state = self.state.read().expect("keys");
+        if state.by_hash.is_empty() && self.allow_open {
+            return Ok(Caller { project_id: project_id(DEFAULT_PROJECT), project: DEFAULT_PROJECT.into() });
+        }
+        let token = bearer.ok_or(AuthError::Missing)?;
+        let key = state.by_hash.get(&hash_secret(token)).ok_or(AuthError::Unknown)?;
+        if key.revoked_at.is_some() {
+            return Err(AuthError::Revoked);
+        }
+        Ok(Caller { project_id: key.project_id, project: key.project.clone() })
+    }
+}
+
+fn read_all(dir: &Path) -> io::Result<Vec<KeyRecord>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        match fs::read(&path).map(|b| serde_json::from_slice::<KeyRecord>(&b)) {
+            Ok(Ok(k)) => out.push(k),
+            Ok(Err(e)) => tracing::warn!(file = %path.display(), error = %e, "ignoring unreadable key file"),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {} // replaced while listing
+            Err(e) => return Err(e),
+        }
+    }
+    out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.key_id.cmp(&b.key_id)));
+    Ok(out)
+}
+
+fn write_atomic(path: &Path, rec: &KeyRecord) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, serde_json::to_vec_pretty(rec).map_err(io::Error::other)?)?;
+    fs::File::open(&tmp)?.sync_all()?;
+    fs::rename(&tmp, path)?;
+    fs::File::open(path.parent().expect("key file has a folder"))?.sync_all()
+}
+
+fn random_hex(bytes: usize) -> io::Result<String> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).map_err(|e| io::Error::other(e.to_string()))?;
+    Ok(hex::encode(buf))
+}
+
+pub fn valid_project_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+/// Creates a key and returns it with its secret (shown once, never stored).
+pub fn create_key(data_dir: &Path, project: &str) -> io::Result<(KeyRecord, String)> {
+    if !valid_project_name(project) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "project names are 1-64 characters of letters, digits, '-', '_' and '.'",
+        ));
+    }
+    let dir = keys_dir(data_dir);
+    fs::create_dir_all(&dir)?;
+    let key_id = format!("key_{}", random_hex(8)?);
+    let secret = format!("sk_{}", random_hex(24)?);
+    let rec = KeyRecord {
+        key_id: key_id.clone(),
+        project: project.to_string(),
+        project_id: project_id(project),
+        secret_sha256: hash_secret(&secret),
+        created_at: Timestamp::now(),
+        revoked_at: None,
+    };
+    write_atomic(&dir.join(format!("{key_id}.json")), &rec)?;
+    Ok((rec, secret))
+}
+
+pub fn list_keys(data_dir: &Path) -> io::Result<Vec<KeyRecord>> {
+    let dir = keys_dir(data_dir);
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    read_all(&dir)
+}
+
+/// Revokes by key id, or by the secret itself.
+pub fn revoke_key(data_dir: &Path, id_or_secret: &str) -> io::Result<KeyRecord> {
+    let hash = hash_secret(id_or_secret);
+    let mut key = list_keys(data_dir)?
+        .into_iter()
+        .find(|k| k.key_id == id_or_secret || k.secret_sha256 == hash)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no key {id_or_secret:?}")))?;
+    if key.revoked_at.is_none() {
+        key.revoked_at = Some(Timestamp::now());
+        write_atomic(&keys_dir(data_dir).join(format!("{}.json", key.key_id)), &key)?;
+    }
+    Ok(key)
+}
