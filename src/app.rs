@@ -83,6 +83,9 @@ impl App {
                     return resp;
                 }
             }
+            if req.headers().contains_key(crate::ietf::INTEROP_HEADER) {
+                return crate::ietf::handle(self.clone(), req).await;
+            }
             return tus::handle(self.clone(), req).await;
         }
         if req.method() == Method::OPTIONS {

@@ -20,7 +20,7 @@ pub fn full(data: impl Into<Bytes>) -> Body {
 }
 
 /// A header value as trimmed text, if present and visible ASCII.
-pub fn header_str<'a>(headers: &'a HeaderMap, name: impl http::header::AsHeaderName) -> Option<&'a str> {
+pub fn header_str(headers: &HeaderMap, name: impl http::header::AsHeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
 }
 

@@ -341,8 +341,12 @@ pub fn assemble(
     final_id: uuid::Uuid,
     parts: &[(uuid::Uuid, u64)],
 ) -> io::Result<Sha256Stream> {
-    let mut out =
-        OpenOptions::new().write(true).create(true).truncate(true).open(store.file_path(final_id))?;
+    // A final upload has no data file until now, and its shard folder may not exist yet.
+    let path = store.file_path(final_id);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut out = OpenOptions::new().write(true).create(true).truncate(true).open(&path)?;
     let mut h = Sha256Stream::default();
     let mut buf = vec![0u8; 1 << 20];
     for (id, len) in parts {

@@ -85,6 +85,11 @@ pub struct UploadRecord {
     pub updated_at: Timestamp,
     /// SHA-256 of the bytes `[0, offset)`.
     pub sha256: Sha256Stream,
+    /// IETF draft uploads complete only when the client says so
+    /// (`Upload-Complete: ?1`), not by reaching their length. A tus 1.0
+    /// request on the upload clears this: tus completes implicitly.
+    #[serde(default)]
+    pub awaiting_completion: bool,
     /// What the bytes are. `None` for partial uploads, which are not assets.
     #[serde(default)]
     pub asset: Option<AssetInfo>,
@@ -103,6 +108,7 @@ impl UploadRecord {
             id,
             project_id,
             asset: None,
+            awaiting_completion: false,
             length,
             offset: Offset(0),
             metadata,
@@ -117,7 +123,7 @@ impl UploadRecord {
     pub fn is_complete(&self) -> bool {
         match &self.concat {
             Concat::Final { assembled, .. } => *assembled,
-            _ => self.length == Some(self.offset.0),
+            _ => self.length == Some(self.offset.0) && !self.awaiting_completion,
         }
     }
 

@@ -97,6 +97,9 @@ pub fn options(app: &App) -> Response {
     if let Some(max) = app.cfg.max_size {
         set(h, HeaderName::from_static("tus-max-size"), max);
     }
+    // The IETF draft's discovery, on the same endpoint.
+    set(h, HeaderName::from_static("upload-limit"), crate::ietf::upload_limit(app, None));
+    h.insert(HeaderName::from_static("accept-patch"), HeaderValue::from_static("application/partial-upload"));
     resp
 }
 
@@ -120,6 +123,15 @@ fn expires_header(app: &App, rec: &UploadRecord, headers: &mut http::HeaderMap) 
     if let Some(at) = rec.expires_at(app.cfg.expire_after) {
         set(headers, HeaderName::from_static(headers::UPLOAD_EXPIRES), at.http_date());
     }
+}
+
+/// The asset a creation request makes (shared with the IETF draft).
+pub fn post_asset(metadata: Option<&headers::Metadata>) -> Result<crate::asset::AssetInfo, TusError> {
+    post::new_asset(metadata)
+}
+
+pub fn absolute_upload_url(app: &App, req_headers: &http::HeaderMap, uri: &http::Uri, id: Uuid) -> String {
+    upload_url(app, req_headers, uri, id)
 }
 
 /// The absolute URL of an upload, as `Location` and concatenation lists use it.

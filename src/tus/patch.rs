@@ -60,6 +60,12 @@ pub async fn append(
         .with_offset(rec.offset));
     }
     let was_complete = rec.is_complete();
+    if rec.awaiting_completion {
+        // Created with the IETF draft, continued with tus 1.0: tus completes
+        // the upload when its length is reached.
+        rec.awaiting_completion = false;
+        app.store.put(&rec)?;
+    }
     if let Some(n) = new_length {
         match rec.length {
             None => {
