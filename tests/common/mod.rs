@@ -198,8 +198,7 @@ pub fn parse_response(buf: &[u8], head: bool) -> Resp {
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(nl) = b.windows(2).position(|w| w == b"\r\n") else { break };
+    while let Some(nl) = b.windows(2).position(|w| w == b"\r\n") {
         let size = usize::from_str_radix(
             std::str::from_utf8(&b[..nl]).unwrap().split(';').next().unwrap().trim(),
             16,
@@ -235,4 +234,124 @@ pub fn bytes(n: usize, seed: u64) -> Vec<u8> {
 pub fn b64(s: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+// ---------------------------------------------------------------------------
+// Helpers for the per-request-kind tus tests.
+
+pub const TUS: (&str, &str) = ("Tus-Resumable", "1.0.0");
+pub const OCTET: (&str, &str) = ("Content-Type", "application/offset+octet-stream");
+
+impl Server {
+    pub fn get(&self, path: &str) -> Resp {
+        self.request("GET", path, &[], b"")
+    }
+
+    /// `Upload-Offset` from a HEAD, if the upload answers 200.
+    pub fn offset(&self, path: &str) -> Option<u64> {
+        let h = self.head(path);
+        (h.status == 200)
+            .then(|| h.header("upload-offset").expect("Upload-Offset on 200 HEAD").parse().unwrap())
+    }
+
+    /// POST that must answer 201; returns (path, response).
+    pub fn create_resp(&self, headers: &[(&str, &str)], body: &[u8]) -> (String, Resp) {
+        let r = self.request("POST", "/files/", headers, body);
+        assert_eq!(r.status, 201, "create: {r:?}");
+        (Server::path_of(r.header("location").expect("Location")), r)
+    }
+
+    /// Opens a connection and sends only the request head (no automatic
+    /// Content-Length); the caller writes the body.
+    pub fn open(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> TcpStream {
+        open(self.addr, method, path, headers)
+    }
+
+    /// Path of an upload's data file, searched under the data directory.
+    pub fn upload_file(&self, upload_path: &str) -> Option<PathBuf> {
+        let id = upload_path.rsplit('/').next().unwrap();
+        find_file(&self.dir.join("uploads"), id)
+    }
+}
+
+fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            if let Some(f) = find_file(&p, name) {
+                return Some(f);
+            }
+        } else if p.file_name().is_some_and(|n| n == name) {
+            return Some(p);
+        }
+    }
+    None
+}
+
+pub fn open(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> TcpStream {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    s
+}
+
+/// Reads a response with a deadline; `None` if nothing complete arrived.
+pub fn read_response_within(s: &mut TcpStream, head: bool, within: Duration) -> Option<Resp> {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) => break,
+        }
+    }
+    buf.windows(4).any(|w| w == b"\r\n\r\n").then(|| parse_response(&buf, head))
+}
+
+/// A chunked request body with optional trailer fields after the last chunk.
+pub fn chunked(data: &[u8], chunk: usize, trailers: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for c in data.chunks(chunk.max(1)) {
+        out.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+        out.extend_from_slice(c);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n");
+    for (k, v) in trailers {
+        out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// Polls `f` until it yields a value or `within` passes.
+pub fn poll<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+pub fn b64s(s: &str) -> String {
+    b64(s.as_bytes())
+}
+
+/// The headers a tus PATCH needs, plus `extra`.
+pub fn patch_headers<'a>(offset: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut h = vec![TUS, ("Upload-Offset", offset), OCTET];
+    h.extend_from_slice(extra);
+    h
 }
