@@ -91,6 +91,9 @@ impl App {
         if req.method() == Method::OPTIONS {
             return tus::options(self);
         }
+        if let Some(resp) = crate::web::serve(req.method(), path) {
+            return resp;
+        }
         plain(StatusCode::NOT_FOUND, "not found")
     }
 }

@@ -24,6 +24,7 @@ pub mod lock;
 pub mod server;
 pub mod store;
 pub mod tus;
+pub mod web;
 
 use std::path::Path;
 
