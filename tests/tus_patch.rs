@@ -1,0 +1,258 @@
+//! PATCH: appending bytes, its error answers, partial bodies and concurrency.
+mod common;
+use common::*;
+use std::io::Write;
+use std::net::Shutdown;
+use std::time::{Duration, Instant};
+
+#[test]
+fn append_and_offset() {
+    let s = Server::start(&[]);
+    let data = bytes(3000, 11);
+    let path = s.create(3000, &[]);
+    let r = s.patch(&path, 0, &data[..1000], &[]);
+    assert_eq!(r.status, 204, "{r:?}");
+    assert_eq!(r.header("upload-offset"), Some("1000"));
+    assert_eq!(r.header("tus-resumable"), Some("1.0.0"));
+    let exp = r.header("upload-expires").expect("Upload-Expires on PATCH while incomplete");
+    httpdate::parse_http_date(exp).expect("HTTP-date");
+    // An empty PATCH on an incomplete upload: 204, offset unchanged.
+    let r = s.patch(&path, 1000, b"", &[]);
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("upload-offset"), Some("1000"));
+    // Content-Type parameters and case are ignored.
+    let r = s.request(
+        "PATCH",
+        &path,
+        &[TUS, ("Upload-Offset", "1000"), ("Content-Type", "Application/Offset+Octet-Stream; charset=x")],
+        &data[1000..2000],
+    );
+    assert_eq!(r.status, 204, "{r:?}");
+    // Chunked transfer encoding.
+    let r = s.request(
+        "PATCH",
+        &path,
+        &patch_headers("2000", &[("Transfer-Encoding", "chunked")]),
+        &chunked(&data[2000..], 333, &[]),
+    );
+    assert_eq!(r.status, 204, "{r:?}");
+    assert_eq!(r.header("upload-offset"), Some("3000"));
+    assert_eq!(sha256_hex(&s.get(&path).body), sha256_hex(&data));
+    // Complete: an empty PATCH is 204, a non-empty one 413, bytes unchanged.
+    let r = s.patch(&path, 3000, b"", &[]);
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("upload-offset"), Some("3000"));
+    let r = s.patch(&path, 3000, b"more", &[]);
+    assert_eq!(r.status, 413, "{r:?}");
+    assert_eq!(sha256_hex(&s.get(&path).body), sha256_hex(&data));
+}
+
+#[test]
+fn offset_conflict() {
+    let s = Server::start(&[]);
+    let path = s.create(100, &[]);
+    assert_eq!(s.patch(&path, 0, b"0123456789", &[]).status, 204);
+    for wrong in [0u64, 5, 11, 100] {
+        let r = s.patch(&path, wrong, b"xx", &[]);
+        assert_eq!(r.status, 409, "offset {wrong}: {r:?}");
+        assert_eq!(r.header("upload-offset"), Some("10"));
+    }
+    assert_eq!(s.offset(&path), Some(10));
+    assert_eq!(s.get(&path).body, b"0123456789");
+}
+
+#[test]
+fn content_type_and_bad_headers() {
+    let s = Server::start(&[]);
+    let path = s.create(100, &[]);
+    for ct in [None, Some("application/octet-stream"), Some("text/plain")] {
+        let mut h = vec![TUS, ("Upload-Offset", "0")];
+        if let Some(ct) = ct {
+            h.push(("Content-Type", ct));
+        }
+        let r = s.request("PATCH", &path, &h, b"abc");
+        assert_eq!(r.status, 415, "{ct:?}: {r:?}");
+    }
+    for off in ["-1", "abc", "", "1e3", "0x10", "99999999999999999999"] {
+        let r = s.request("PATCH", &path, &[TUS, ("Upload-Offset", off), OCTET], b"abc");
+        assert_eq!(r.status, 400, "offset {off:?}: {r:?}");
+    }
+    let r = s.request("PATCH", &path, &[TUS, OCTET], b"abc");
+    assert_eq!(r.status, 400, "missing offset: {r:?}");
+    // Tus-Resumable is required on PATCH.
+    for h in [vec![("Upload-Offset", "0"), OCTET], vec![("Tus-Resumable", "2.0.0"), ("Upload-Offset", "0"), OCTET]] {
+        let r = s.request("PATCH", &path, &h, b"abc");
+        assert_eq!(r.status, 412, "{r:?}");
+        assert_eq!(r.header("tus-version"), Some("1.0.0"));
+    }
+    assert_eq!(s.offset(&path), Some(0));
+    let r = s.patch("/files/0193c0de-0000-7000-8000-000000000000", 0, b"abc", &[]);
+    assert_eq!(r.status, 404);
+    let r = s.patch("/files/nope", 0, b"abc", &[]);
+    assert_eq!(r.status, 404);
+}
+
+#[test]
+fn upload_length_resend_and_deferred() {
+    let s = Server::start(&[]);
+    let path = s.create(10, &[]);
+    // Same length again (tus-js-client retries): accepted.
+    let r = s.patch(&path, 0, b"abcde", &[("Upload-Length", "10")]);
+    assert_eq!(r.status, 204, "{r:?}");
+    // A different one: 400, nothing stored.
+    let r = s.patch(&path, 5, b"fghij", &[("Upload-Length", "11")]);
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(r.header("upload-offset"), Some("5"));
+    let r = s.patch(&path, 5, b"fghij", &[("Upload-Length", "abc")]);
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(s.offset(&path), Some(5));
+
+    // Deferred: the length arrives with an empty PATCH at the end.
+    let r = s.request("POST", "/files/", &[TUS, ("Upload-Defer-Length", "1")], b"");
+    let path = Server::path_of(r.header("location").unwrap());
+    assert_eq!(s.patch(&path, 0, b"hello ", &[]).status, 204);
+    assert_eq!(s.patch(&path, 6, b"world", &[]).status, 204);
+    // Smaller than what is stored: 400.
+    let r = s.patch(&path, 11, b"", &[("Upload-Length", "10")]);
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(s.head(&path).header("upload-defer-length"), Some("1"));
+    let r = s.patch(&path, 11, b"", &[("Upload-Length", "11")]);
+    assert_eq!(r.status, 204, "{r:?}");
+    assert_eq!(r.header("upload-offset"), Some("11"));
+    let h = s.head(&path);
+    assert_eq!(h.header("upload-length"), Some("11"));
+    assert_eq!(h.header("upload-defer-length"), None);
+    assert_eq!(h.header("upload-expires"), None, "complete");
+    assert_eq!(s.get(&path).body, b"hello world");
+    // Once set it never changes.
+    let r = s.patch(&path, 11, b"", &[("Upload-Length", "12")]);
+    assert_eq!(r.status, 400, "{r:?}");
+}
+
+#[test]
+fn over_length() {
+    let s = Server::start(&[]);
+    let data = bytes(150, 12);
+    // Chunked body running past the length: bytes up to it kept, then 413.
+    let path = s.create(100, &[]);
+    assert_eq!(s.patch(&path, 0, &data[..40], &[]).status, 204);
+    let r = s.request(
+        "PATCH",
+        &path,
+        &patch_headers("40", &[("Transfer-Encoding", "chunked")]),
+        &chunked(&data[40..], 25, &[]),
+    );
+    assert_eq!(r.status, 413, "{r:?}");
+    assert_eq!(r.header("upload-offset"), Some("100"));
+    assert_eq!(s.offset(&path), Some(100));
+    assert_eq!(s.get(&path).body, &data[..100]);
+
+    // A Content-Length that cannot fit: 413 before the body is read (no 100 Continue).
+    let path = s.create(100, &[]);
+    let mut c = s.open(
+        "PATCH",
+        &path,
+        &patch_headers("0", &[("Content-Length", "1000000000"), ("Expect", "100-continue")]),
+    );
+    let t = Instant::now();
+    let r = read_response_within(&mut c, false, Duration::from_secs(10)).expect("an answer");
+    assert_eq!(r.status, 413, "{r:?}");
+    assert_eq!(r.header("upload-offset"), Some("0"));
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert_eq!(s.offset(&path), Some(0));
+}
+
+#[test]
+fn method_override() {
+    let s = Server::start(&[]);
+    let path = s.create(6, &[]);
+    let r = s.request(
+        "POST",
+        &path,
+        &patch_headers("0", &[("X-HTTP-Method-Override", "PATCH")]),
+        b"abcdef",
+    );
+    assert_eq!(r.status, 204, "{r:?}");
+    assert_eq!(r.header("upload-offset"), Some("6"));
+    assert_eq!(s.get(&path).body, b"abcdef");
+    // Not honoured on GET: a GET cannot become a write.
+    let path = s.create(6, &[]);
+    let r = s.request("GET", &path, &[("X-HTTP-Method-Override", "DELETE"), TUS], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(s.head(&path).status, 200);
+}
+
+#[test]
+fn partial_body_is_kept() {
+    let s = Server::start(&[]);
+    let data = bytes(200_000, 13);
+    for close in ["shutdown", "drop"] {
+        let path = s.create(data.len() as u64, &[]);
+        let mut c = s.open("PATCH", &path, &patch_headers("0", &[("Content-Length", "200000")]));
+        c.write_all(&data[..100_000]).unwrap();
+        c.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        match close {
+            "shutdown" => c.shutdown(Shutdown::Write).unwrap(),
+            _ => drop(c),
+        }
+        let off = poll(Duration::from_secs(5), || s.offset(&path).filter(|&o| o == 100_000));
+        assert_eq!(off, Some(100_000), "{close}: offset {:?}", s.offset(&path));
+        assert_eq!(s.get(&path).body, &data[..100_000], "{close}");
+        // Resume from there.
+        let r = s.patch(&path, 100_000, &data[100_000..], &[]);
+        assert_eq!(r.status, 204, "{r:?}");
+        assert_eq!(sha256_hex(&s.get(&path).body), sha256_hex(&data));
+    }
+}
+
+/// A stalled PATCH (half its body sent, connection idle but open) is stopped
+/// by a newer request, which proceeds promptly with the true offset.
+#[test]
+fn newer_request_interrupts_stalled_patch() {
+    let s = Server::start(&[]);
+    let data = bytes(400_000, 14);
+    let total = data.len() as u64;
+
+    for newcomer in ["HEAD", "PATCH"] {
+        let path = s.create(total, &[]);
+        let mut stalled = s.open("PATCH", &path, &patch_headers("0", &[("Content-Length", "400000")]));
+        stalled.write_all(&data[..200_000]).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+
+        let t = Instant::now();
+        let offset = if newcomer == "HEAD" {
+            let h = s.head(&path);
+            assert_eq!(h.status, 200, "{h:?}");
+            h.header("upload-offset").unwrap().parse::<u64>().unwrap()
+        } else {
+            let r = s.patch(&path, 200_000, &data[200_000..], &[]);
+            match r.status {
+                204 => total,
+                409 => r.header("upload-offset").unwrap().parse().unwrap(),
+                _ => panic!("newer PATCH: {r:?}"),
+            }
+        };
+        let took = t.elapsed();
+        assert!(took < Duration::from_secs(5), "{newcomer} took {took:?}");
+        assert!(offset <= total);
+        if offset != total {
+            assert!(offset <= 200_000, "{newcomer}: offset {offset}");
+        }
+        assert_eq!(offset.min(200_000), 200_000, "{newcomer}: everything that arrived was kept");
+        // The stalled request was answered (or its connection closed) and not with success.
+        if let Some(r) = read_response_within(&mut stalled, false, Duration::from_secs(5)) {
+            assert_eq!(r.status, 400, "stalled PATCH answer: {r:?}");
+            assert_eq!(r.header("upload-offset"), Some("200000"));
+        }
+        drop(stalled);
+        let got = s.get(&path).body;
+        assert_eq!(got.len() as u64, offset);
+        assert_eq!(got, &data[..offset as usize]);
+        if offset < total {
+            let r = s.patch(&path, offset, &data[offset as usize..], &[]);
+            assert_eq!(r.status, 204, "{r:?}");
+        }
+        assert_eq!(sha256_hex(&s.get(&path).body), sha256_hex(&data), "{newcomer}");
+    }
+}
