@@ -22,6 +22,8 @@ pub struct App {
     pub locks: Locker,
     pub keys: Arc<Keys>,
     pub signer: Signer,
+    /// Asset changes for `/v1/events`.
+    pub events: crate::events::Events,
     /// Media probes running at once.
     pub probe_slots: Semaphore,
     /// Cancelled when the server begins to shut down.
@@ -37,7 +39,16 @@ impl App {
         shutdown: CancellationToken,
     ) -> Arc<App> {
         let locks = Locker::new(cfg.lock_timeout, shutdown.clone());
-        Arc::new(App { cfg, store, locks, keys, signer, probe_slots: Semaphore::new(2), shutdown })
+        Arc::new(App {
+            cfg,
+            store,
+            locks,
+            keys,
+            signer,
+            events: crate::events::Events::new(),
+            probe_slots: Semaphore::new(2),
+            shutdown,
+        })
     }
 
     /// Routes a request and adds the headers every response carries.

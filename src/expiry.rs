@@ -48,7 +48,9 @@ pub async fn sweep_once(app: &Arc<App>) -> Result<usize, crate::store::StoreErro
         let Some(_lock) = app.locks.try_lock(id) else { continue };
         let Some(rec) = app.store.get(id)? else { continue };
         if rec.expires_at(expire_after).is_some_and(|at| at <= Timestamp::now()) {
-            app.store.remove(id, GoneReason::Expired)?;
+            if let Some(rec) = app.store.remove(id, GoneReason::Expired)? {
+                app.events.emit(crate::events::Kind::Deleted, &rec);
+            }
             removed += 1;
         }
     }

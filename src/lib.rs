@@ -16,6 +16,7 @@ pub mod auth;
 pub mod config;
 pub mod digest;
 pub mod download;
+pub mod events;
 pub mod expiry;
 pub mod http;
 pub mod ietf;

@@ -9,6 +9,7 @@ use crate::store::{StoreError, UploadRecord};
 /// After every commit of new bytes (the caller holds the upload's lock).
 pub async fn after_commit(app: &App, rec: &mut UploadRecord) -> Result<(), StoreError> {
     process::sniff_if_due(app, rec).await?;
+    app.events.progress(rec);
     Ok(())
 }
 

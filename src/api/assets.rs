@@ -227,6 +227,7 @@ pub async fn create(
     app.store.put(&rec)?;
     app.store.index_asset(caller.project_id, id)?;
     app.store.flush().await?;
+    app.events.emit(crate::events::Kind::Created, &rec);
     if rec.is_complete() {
         // A zero-byte asset is complete at once.
         let _lock = app.locks.lock(id).await?;
@@ -297,7 +298,10 @@ pub async fn delete(app: &App, caller: &Caller, id: Uuid) -> Result<Response, Ap
     // Interrupts an upload in flight, like a tus DELETE.
     let _lock = app.locks.lock(id).await?;
     find(app, caller, id)?;
-    app.store.remove(id, GoneReason::Terminated)?;
+    let removed = app.store.remove(id, GoneReason::Terminated)?;
+    if let Some(rec) = &removed {
+        app.events.emit(crate::events::Kind::Deleted, rec);
+    }
     app.store.flush().await?;
     let mut resp = http::Response::new(crate::http::empty());
     *resp.status_mut() = StatusCode::NO_CONTENT;

@@ -3,6 +3,7 @@
 
 pub mod assets;
 pub mod error;
+pub mod events;
 pub mod signing;
 
 use std::sync::Arc;
@@ -42,6 +43,7 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<Response, ApiErr
     match (&method, segments.as_slice()) {
         (&Method::POST, ["v1", "assets"]) => assets::create(&app, &caller, req).await,
         (&Method::GET, ["v1", "assets"]) => assets::list(&app, &caller, &req),
+        (&Method::GET, ["v1", "events"]) => events::stream(&app, &caller, &req),
         (&Method::GET, ["v1", "assets", id]) => {
             let id = parse_id(id)?;
             assets::get(&app, &caller, id, &req)

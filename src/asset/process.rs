@@ -47,6 +47,7 @@ pub async fn start(app: &Arc<App>, rec: &UploadRecord) -> Result<(), StoreError>
     {
         app.store.put(&rec)?;
         app.store.flush().await?;
+        app.events.emit(crate::events::Kind::Processing, &rec);
         tokio::spawn(run(app.clone(), rec.id));
     }
     Ok(())
@@ -105,6 +106,8 @@ async fn run(app: Arc<App>, id: Uuid) {
         }
         app.store.put(&rec)?;
         app.store.flush().await?;
+        let kind = if outcome.is_ok() { crate::events::Kind::Ready } else { crate::events::Kind::Failed };
+        app.events.emit(kind, &rec);
         Ok::<_, StoreError>(())
     }
     .await;

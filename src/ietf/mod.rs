@@ -204,6 +204,7 @@ async fn create(
     app.store.create_file(id)?;
     app.store.put(&rec)?;
     app.store.index_asset(caller.project_id, id)?;
+    app.events.emit(crate::events::Kind::Created, &rec);
     let location = crate::tus::absolute_upload_url(app, h, &parts.uri, id);
 
     let lock = app.locks.lock(id).await.map_err(|_| Problem::locked())?;
@@ -328,7 +329,10 @@ async fn cancel(
     }
     let _lock = app.locks.lock(id).await.map_err(|_| Problem::locked())?;
     find(app, caller, id)?;
-    app.store.remove(id, crate::store::GoneReason::Terminated)?;
+    let removed = app.store.remove(id, crate::store::GoneReason::Terminated)?;
+    if let Some(rec) = &removed {
+        app.events.emit(crate::events::Kind::Deleted, rec);
+    }
     app.store.flush().await?;
     let mut resp = http::Response::new(empty());
     *resp.status_mut() = StatusCode::NO_CONTENT;

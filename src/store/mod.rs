@@ -126,8 +126,9 @@ impl Store {
 
     /// Removes the upload's bytes and state and remembers why, so later
     /// requests get 410 rather than 404. The caller holds the upload's lock.
-    pub fn remove(&self, id: Uuid, reason: GoneReason) -> Result<()> {
-        if let Some(rec) = self.get(id)? {
+    pub fn remove(&self, id: Uuid, reason: GoneReason) -> Result<Option<UploadRecord>> {
+        let removed = self.get(id)?;
+        if let Some(rec) = &removed {
             self.project_assets.remove(index_key(rec.project_id, id))?;
         }
         let stone = Tombstone { reason, at: Timestamp::now() };
@@ -140,7 +141,7 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e.into()),
         }
-        Ok(())
+        Ok(removed)
     }
 
     /// Forgets tombstones older than `before`.

@@ -69,6 +69,7 @@ pub async fn create_final(
     rec.asset = Some(asset);
     app.store.put(&rec)?;
     app.store.index_asset(caller.project_id, id)?;
+    app.events.emit(crate::events::Kind::Created, &rec);
     let _lock = app.locks.lock(id).await?;
     let assembled = try_assemble(app, &mut rec).await?;
     if !assembled {

@@ -15,7 +15,10 @@ pub async fn terminate(app: &App, caller: &Caller, id: Uuid, req: &HeaderMap) ->
     // Stops a running PATCH first; it commits what it has, then we remove it all.
     let _lock = app.locks.lock(id).await?;
     find(app, caller, id)?;
-    app.store.remove(id, GoneReason::Terminated)?;
+    let removed = app.store.remove(id, GoneReason::Terminated)?;
+    if let Some(rec) = &removed {
+        app.events.emit(crate::events::Kind::Deleted, rec);
+    }
     app.store.flush().await?;
     let mut resp = http::Response::new(empty());
     *resp.status_mut() = StatusCode::NO_CONTENT;

@@ -62,6 +62,7 @@ pub async fn create(app: &Arc<App>, caller: &Caller, req: Request<Incoming>) -> 
         app.store.index_asset(caller.project_id, id)?;
     }
     let location = upload_url(app, h, &parts.uri, id);
+    app.events.emit(crate::events::Kind::Created, &rec);
 
     let rec = if with_body {
         let lock = app.locks.lock(id).await?;

@@ -1,0 +1,146 @@
+//! Live asset events for `GET /v1/events` (Server-Sent Events).
+//!
+//! Producers never wait: events go into a broadcast channel and a bounded
+//! history. A consumer that falls behind skips ahead and is told so, which
+//! keeps slow readers from slowing uploads. Event ids carry a per-start
+//! nonce, so a `Last-Event-ID` from before a restart is recognised as a gap.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use crate::store::UploadRecord;
+
+/// Events kept for `Last-Event-ID` replay.
+const HISTORY: usize = 4096;
+/// At most one progress event per asset this often.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Created,
+    Progress,
+    Processing,
+    Ready,
+    Failed,
+    Deleted,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Created => "asset.created",
+            Kind::Progress => "asset.progress",
+            Kind::Processing => "asset.processing",
+            Kind::Ready => "asset.ready",
+            Kind::Failed => "asset.failed",
+            Kind::Deleted => "asset.deleted",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Event {
+    pub seq: u64,
+    pub kind: Kind,
+    pub project: Uuid,
+    /// The asset as it was when the event happened (rendered per subscriber,
+    /// since URLs depend on how the subscriber reached the server).
+    pub record: UploadRecord,
+}
+
+pub struct Events {
+    boot: String,
+    seq: AtomicU64,
+    tx: broadcast::Sender<std::sync::Arc<Event>>,
+    history: Mutex<VecDeque<std::sync::Arc<Event>>>,
+    last_progress: Mutex<HashMap<Uuid, Instant>>,
+}
+
+/// Where a resumed stream starts.
+pub enum Resume {
+    /// Replay these, then go live.
+    From(Vec<std::sync::Arc<Event>>),
+    /// The id is unknown or too old: the client must refetch the list.
+    Gap,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Events {
+    pub fn new() -> Self {
+        let (tx, _) = broadcast::channel(1024);
+        Events {
+            boot: Uuid::now_v7().simple().to_string()[24..].to_string(),
+            seq: AtomicU64::new(0),
+            tx,
+            history: Mutex::new(VecDeque::with_capacity(HISTORY)),
+            last_progress: Mutex::default(),
+        }
+    }
+
+    pub fn event_id(&self, seq: u64) -> String {
+        format!("{}-{seq}", self.boot)
+    }
+
+    pub fn emit(&self, kind: Kind, rec: &UploadRecord) {
+        if rec.asset.is_none() {
+            return; // partial uploads are not assets
+        }
+        if kind != Kind::Progress {
+            self.last_progress.lock().expect("progress").remove(&rec.id);
+        }
+        let mut history = self.history.lock().expect("history");
+        // Numbered under the history lock so history stays in order.
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let ev = std::sync::Arc::new(Event { seq, kind, project: rec.project_id, record: rec.clone() });
+        if history.len() == HISTORY {
+            history.pop_front();
+        }
+        history.push_back(ev.clone());
+        drop(history);
+        let _ = self.tx.send(ev); // no subscribers is fine
+    }
+
+    /// Bytes were stored; throttled per asset.
+    pub fn progress(&self, rec: &UploadRecord) {
+        if rec.asset.is_none() || rec.is_complete() {
+            return;
+        }
+        {
+            let mut last = self.last_progress.lock().expect("progress");
+            let now = Instant::now();
+            if last.get(&rec.id).is_some_and(|t| now.duration_since(*t) < PROGRESS_EVERY) {
+                return;
+            }
+            last.insert(rec.id, now);
+        }
+        self.emit(Kind::Progress, rec);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<std::sync::Arc<Event>> {
+        self.tx.subscribe()
+    }
+
+    /// Events after `last_id` (from `Last-Event-ID`).
+    pub fn resume(&self, last_id: &str) -> Resume {
+        let Some((boot, seq)) = last_id.trim().split_once('-') else { return Resume::Gap };
+        let Ok(seq) = seq.parse::<u64>() else { return Resume::Gap };
+        if boot != self.boot || seq > self.seq.load(Ordering::Relaxed) {
+            return Resume::Gap;
+        }
+        let history = self.history.lock().expect("history");
+        match history.front() {
+            Some(first) if first.seq > seq + 1 => Resume::Gap,
+            _ => Resume::From(history.iter().filter(|e| e.seq > seq).cloned().collect()),
+        }
+    }
+}
