@@ -1,0 +1,58 @@
+//! expiration: Upload-Expires and the sweeper.
+mod common;
+use common::*;
+use std::time::{Duration, SystemTime};
+
+fn http_date(r: &Resp, what: &str) -> SystemTime {
+    let v = r.header("upload-expires").unwrap_or_else(|| panic!("{what}: no Upload-Expires: {r:?}"));
+    assert!(v.ends_with(" GMT") && v.len() == 29, "{what}: not an IMF-fixdate: {v}");
+    httpdate::parse_http_date(v).unwrap_or_else(|e| panic!("{what}: {v}: {e}"))
+}
+
+#[test]
+fn expires_and_is_swept() {
+    let s = Server::start(&["--expire-after", "2s"]);
+    let now = SystemTime::now();
+    let (path, r) = s.create_resp(&[TUS, ("Upload-Length", "100")], b"");
+    let at = http_date(&r, "POST");
+    assert!(at > now && at <= now + Duration::from_secs(4), "{at:?}");
+    let r = s.patch(&path, 0, b"0123456789", &[]);
+    assert_eq!(r.status, 204);
+    http_date(&r, "PATCH");
+    let h = s.head(&path);
+    http_date(&h, "HEAD");
+    let file = s.upload_file(&path).expect("data file");
+    assert!(file.exists());
+
+    // A completed upload is never swept.
+    let (done, r) = s.create_resp(&[TUS, ("Upload-Length", "3"), OCTET], b"abc");
+    assert_eq!(r.header("upload-expires"), None);
+    let (empty, _) = s.create_resp(&[TUS, ("Upload-Length", "0")], b"");
+
+    // Swept after ~2 s (plus one sweeper period).
+    let gone = poll(Duration::from_secs(6), || (s.head(&path).status == 410).then_some(()));
+    assert!(gone.is_some(), "not swept: {:?}", s.head(&path));
+    assert!(!file.exists(), "data file removed");
+    assert!(s.upload_file(&path).is_none());
+    assert_eq!(s.patch(&path, 10, b"x", &[]).status, 410);
+    assert_eq!(s.get(&path).status, 410);
+
+    let h = s.head(&done);
+    assert_eq!(h.status, 200, "{h:?}");
+    assert_eq!(h.header("upload-offset"), Some("3"));
+    assert_eq!(s.get(&done).body, b"abc");
+    assert_eq!(s.head(&empty).status, 200);
+}
+
+#[test]
+fn activity_postpones_expiry() {
+    let s = Server::start(&["--expire-after", "2s"]);
+    let path = s.create(100, &[]);
+    // Keep it alive with small PATCHes for longer than the expiry.
+    for i in 0..4u64 {
+        std::thread::sleep(Duration::from_millis(800));
+        let r = s.patch(&path, i, b"x", &[]);
+        assert_eq!(r.status, 204, "round {i}: {r:?}");
+    }
+    assert_eq!(s.offset(&path), Some(4));
+}
