@@ -72,6 +72,9 @@ impl Store {
             // Durability comes from explicit flushes before each acknowledgement;
             // the periodic flush only bounds the work left for shutdown.
             .flush_every_ms(Some(1000))
+            // sled's default cache is 1 GiB; records are small and hot ones
+            // few, and the memory goal is tens of MiB for the whole server.
+            .cache_capacity(16 << 20)
             .open()?;
         Ok(Store {
             uploads: db.open_tree("uploads")?,
