@@ -73,8 +73,8 @@ const scenarios = {
       up.start()
     })
     assert(firstUrl, 'no upload URL after the first part')
-    // Let the server commit whatever the aborted PATCH delivered.
-    await new Promise((r) => setTimeout(r, 300))
+    // No pause: the HEAD must account for whatever the aborted PATCH delivered
+    // (it takes the upload's lock, which stops a PATCH still being read).
     const h = await head(firstUrl)
     const stored = Number(h.headers.get('upload-offset'))
     assert(h.status === 200 && stored > 0 && stored <= data.length,
@@ -90,6 +90,19 @@ const scenarios = {
     console.log(`  abortResume: stored ${stored} of ${data.length} after abort; resumed at ${startOffset}, sent ${sentAgain} bytes the second time`)
     assert(startOffset === stored, `resumed at ${startOffset}, but HEAD said ${stored}`)
     assert(sentAgain < data.length, `the second Upload sent ${sentAgain} bytes, not fewer than the file's ${data.length}`)
+    await verifyStored(server, url, data)
+
+    // Resuming a finished upload: HEAD says offset == length, no PATCH, success.
+    const again = await upload(endpoint, data, { uploadUrl: firstUrl })
+    assert(again.log.length === 1 && again.log[0].method === 'HEAD',
+      `resuming a finished upload sent ${JSON.stringify(again.log)}, want one HEAD`)
+  },
+
+  // A zero-byte file: the POST alone completes it.
+  async emptyFile() {
+    const data = Buffer.alloc(0)
+    const { url, log } = await upload(endpoint, data, { metadata: { filename: 'empty.txt' } })
+    assert(log.length === 1 && log[0].method === 'POST', `expected a lone POST, got ${JSON.stringify(log)}`)
     await verifyStored(server, url, data)
   },
 
