@@ -40,9 +40,5 @@ pub async fn sniff_file(path: &Path, len: u64) -> String {
     if !ok || buf.is_empty() {
         return "application/octet-stream".to_string();
     }
-    match infer::get(&buf) {
-        Some(t) => t.mime_type().to_string(),
-        None if std::str::from_utf8(&buf).is_ok() => "text/plain".to_string(),
-        None => "application/octet-stream".to_string(),
-    }
+    asset::sniff::sniff(&buf).content_type
 }

@@ -17,7 +17,10 @@ pub async fn download(app: &App, caller: &Caller, id: Uuid, req: &HeaderMap) -> 
     let rec = find(app, caller, id)?;
     let len = rec.offset.0;
     let path = app.store.file_path(id);
-    let content_type = crate::sniff_file(&path, len).await;
+    let content_type = match rec.asset.as_ref().and_then(|a| a.sniffed.as_ref()) {
+        Some(s) => s.content_type.clone(),
+        None => crate::sniff_file(&path, len).await,
+    };
     let filename = rec
         .metadata
         .as_deref()
