@@ -36,6 +36,9 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<Response, ApiErr
         }
         (&Method::GET, ["v1", "openapi.json"]) => return Ok(json_response(StatusCode::OK, OPENAPI.into())),
         (&Method::GET, ["v1", "asset-types"]) => return Ok(assets::types()),
+        (_, ["v1", "assets", _, "content"] | ["v1", "openapi.json"] | ["v1", "asset-types"]) => {
+            return Ok(method_not_allowed(&method, &path, &segments));
+        }
         _ => {}
     }
 
@@ -52,13 +55,29 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<Response, ApiErr
             let id = parse_id(id)?;
             assets::delete(&app, &caller, id).await
         }
-        (_, ["v1", "assets"] | ["v1", "assets", _]) => Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            format!("{method} is not allowed on {path}"),
-        )),
+        (_, ["v1", "assets"] | ["v1", "assets", _] | ["v1", "events"]) => {
+            Ok(method_not_allowed(&method, &path, &segments))
+        }
         _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no API endpoint at {path}"))),
     }
+}
+
+/// 405 with the `Allow` header RFC 9110 requires.
+fn method_not_allowed(method: &Method, path: &str, segments: &[&str]) -> Response {
+    let allow = match segments {
+        ["v1", "assets"] => "GET, POST",
+        ["v1", "assets", _] => "GET, DELETE",
+        ["v1", "assets", _, "content"] => "GET, HEAD",
+        _ => "GET",
+    };
+    let mut resp = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {path}; use {allow}"),
+    )
+    .into_response();
+    resp.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static(allow));
+    resp
 }
 
 /// A malformed id names nothing: 404, like an unknown one.
