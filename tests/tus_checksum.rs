@@ -44,7 +44,7 @@ fn good_and_bad_checksums() {
 fn unknown_or_malformed_checksum() {
     let s = Server::start(&[]);
     let path = s.create(10, &[]);
-    for v in ["crc32 AAAAAA==", "SHA1 " , "sha1", "sha1 !!!notbase64", "blake3 AAAA"] {
+    for v in ["crc32 AAAAAA==", "SHA1 ", "sha1", "sha1 !!!notbase64", "blake3 AAAA"] {
         let r = s.patch(&path, 0, b"abcde", &[("Upload-Checksum", v)]);
         assert_eq!(r.status, 400, "{v:?}: {r:?}");
         assert_eq!(s.offset(&path), Some(0), "{v:?}");
@@ -57,18 +57,13 @@ fn checksum_on_creation_with_upload() {
     let s = Server::start(&[]);
     let data = b"hello world";
     let bad = format!("sha1 {}", digest("sha1", b"nope"));
-    let r = s.request(
-        "POST",
-        "/files/",
-        &[TUS, ("Upload-Length", "11"), OCTET, ("Upload-Checksum", &bad)],
-        data,
-    );
+    let r =
+        s.request("POST", "/files/", &[TUS, ("Upload-Length", "11"), OCTET, ("Upload-Checksum", &bad)], data);
     assert_eq!(r.status, 460, "{r:?}");
     let path = Server::path_of(r.header("location").expect("Location on 460"));
     assert_eq!(s.offset(&path), Some(0));
     let good = format!("sha1 {}", digest("sha1", data));
-    let (path, r) =
-        s.create_resp(&[TUS, ("Upload-Length", "11"), OCTET, ("Upload-Checksum", &good)], data);
+    let (path, r) = s.create_resp(&[TUS, ("Upload-Length", "11"), OCTET, ("Upload-Checksum", &good)], data);
     assert_eq!(r.header("upload-offset"), Some("11"));
     assert_eq!(s.get(&path).body, data);
 }

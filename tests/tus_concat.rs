@@ -87,9 +87,8 @@ fn final_declared_before_partials_finish() {
     assert_eq!(s.patch(&p1, 1000, &data[1000..3000], &[]).status, 204);
     assert_eq!(s.head(&f).header("upload-offset"), None, "one part still missing");
     assert_eq!(s.patch(&p2, 0, &data[3000..], &[]).status, 204);
-    let off = poll(std::time::Duration::from_secs(5), || {
-        s.head(&f).header("upload-offset").map(str::to_string)
-    });
+    let off =
+        poll(std::time::Duration::from_secs(5), || s.head(&f).header("upload-offset").map(str::to_string));
     assert_eq!(off.as_deref(), Some("8000"));
     let h = s.head(&f);
     assert_eq!(h.header("upload-length"), Some("8000"));

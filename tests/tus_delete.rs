@@ -14,12 +14,9 @@ fn terminate() {
     assert_eq!(r.status, 204, "{r:?}");
     assert_eq!(r.header("tus-resumable"), Some("1.0.0"));
     assert!(!file.exists(), "bytes removed");
-    for (method, h) in [
-        ("HEAD", vec![TUS]),
-        ("PATCH", patch_headers("3", &[])),
-        ("DELETE", vec![TUS]),
-        ("GET", vec![]),
-    ] {
+    for (method, h) in
+        [("HEAD", vec![TUS]), ("PATCH", patch_headers("3", &[])), ("DELETE", vec![TUS]), ("GET", vec![])]
+    {
         let r = s.request(method, &path, &h, b"");
         assert!(r.status == 410 || r.status == 404, "{method}: {r:?}");
         assert_eq!(r.header("upload-offset"), None, "{method}");

@@ -97,7 +97,11 @@ fn filename_param(cd: &str) -> &str {
 #[test]
 fn safe_content_disposition() {
     let s = Server::start(&[]);
-    for (name, want) in [("\"><script>.html", None), ("../../etc/passwd", Some("passwd")), ("..\\..\\win.ini", Some("win.ini"))] {
+    for (name, want) in [
+        ("\"><script>.html", None),
+        ("../../etc/passwd", Some("passwd")),
+        ("..\\..\\win.ini", Some("win.ini")),
+    ] {
         let meta = format!("filename {},filetype {}", b64s(name), b64s("image/png"));
         let path = s.create(30, &[("Upload-Metadata", &meta)]);
         assert_eq!(s.patch(&path, 0, b"<script>alert(1)</script>\r\n\r\nX", &[]).status, 204);

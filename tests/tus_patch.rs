@@ -80,7 +80,9 @@ fn content_type_and_bad_headers() {
     let r = s.request("PATCH", &path, &[TUS, OCTET], b"abc");
     assert_eq!(r.status, 400, "missing offset: {r:?}");
     // Tus-Resumable is required on PATCH.
-    for h in [vec![("Upload-Offset", "0"), OCTET], vec![("Tus-Resumable", "2.0.0"), ("Upload-Offset", "0"), OCTET]] {
+    for h in
+        [vec![("Upload-Offset", "0"), OCTET], vec![("Tus-Resumable", "2.0.0"), ("Upload-Offset", "0"), OCTET]]
+    {
         let r = s.request("PATCH", &path, &h, b"abc");
         assert_eq!(r.status, 412, "{r:?}");
         assert_eq!(r.header("tus-version"), Some("1.0.0"));
@@ -166,12 +168,7 @@ fn over_length() {
 fn method_override() {
     let s = Server::start(&[]);
     let path = s.create(6, &[]);
-    let r = s.request(
-        "POST",
-        &path,
-        &patch_headers("0", &[("X-HTTP-Method-Override", "PATCH")]),
-        b"abcdef",
-    );
+    let r = s.request("POST", &path, &patch_headers("0", &[("X-HTTP-Method-Override", "PATCH")]), b"abcdef");
     assert_eq!(r.status, 204, "{r:?}");
     assert_eq!(r.header("upload-offset"), Some("6"));
     assert_eq!(s.get(&path).body, b"abcdef");
@@ -255,4 +252,49 @@ fn newer_request_interrupts_stalled_patch() {
         }
         assert_eq!(sha256_hex(&s.get(&path).body), sha256_hex(&data), "{newcomer}");
     }
+}
+
+/// `Expect: 100-continue`: headers are checked before the body is asked for.
+#[test]
+fn expect_continue() {
+    use std::io::Read;
+    let s = Server::start(&[]);
+    let path = s.create(5, &[]);
+    let mut c =
+        s.open("PATCH", &path, &patch_headers("0", &[("Content-Length", "5"), ("Expect", "100-continue")]));
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 256];
+    let n = c.read(&mut buf).unwrap();
+    let interim = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(interim.starts_with("HTTP/1.1 100"), "{interim:?}");
+    c.write_all(b"hello").unwrap();
+    let mut rest = buf[..n].to_vec();
+    rest.drain(..interim.find("\r\n\r\n").unwrap() + 4);
+    let mut more = Vec::new();
+    let _ = c.read_to_end(&mut more);
+    rest.extend_from_slice(&more);
+    let r = parse_response(&rest, false);
+    assert_eq!(r.status, 204, "{r:?}");
+    assert_eq!(r.header("upload-offset"), Some("5"));
+
+    // A wrong offset is answered at once, without 100 Continue.
+    let path = s.create(5, &[]);
+    let mut c =
+        s.open("PATCH", &path, &patch_headers("3", &[("Content-Length", "5"), ("Expect", "100-continue")]));
+    let r = read_response_within(&mut c, false, Duration::from_secs(5)).expect("answer");
+    assert_eq!(r.status, 409, "{r:?}");
+    assert_eq!(r.header("upload-offset"), Some("0"));
+}
+
+#[test]
+fn wrong_methods() {
+    let s = Server::start(&[]);
+    let path = s.create(5, &[]);
+    let r = s.request("PATCH", "/files/", &patch_headers("0", &[]), b"x");
+    assert_eq!(r.status, 405, "{r:?}");
+    let r = s.request("PUT", &path, &[TUS], b"x");
+    assert_eq!(r.status, 405, "{r:?}");
+    let r = s.request("POST", &path, &[TUS, ("Upload-Length", "5")], b"");
+    assert_eq!(r.status, 405, "{r:?}");
+    assert_eq!(s.offset(&path), Some(0));
 }

@@ -234,3 +234,37 @@ fn location_behind_proxy() {
     let (_, r) = s.create_resp(&[TUS, ("Upload-Length", "1"), ("X-Forwarded-Host", "a\"b<c>")], b"");
     assert!(!r.header("location").unwrap().contains('<'), "{r:?}");
 }
+
+#[test]
+fn auth_rejection_is_401() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tusk"))
+        .args(["keys", "create", "--project", "p1", "--data-dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let secret = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let s = Server::start_in(tmp.path(), &[]);
+    let r = post(&s, &[TUS, ("Upload-Length", "1"), ("Origin", "https://a.example")], b"");
+    assert_eq!(r.status, 401, "{r:?}");
+    assert_eq!(r.header("location"), None);
+    assert_eq!(r.header("access-control-allow-origin"), Some("https://a.example"));
+    let auth = format!("Bearer {secret}");
+    let r = post(&s, &[TUS, ("Upload-Length", "1"), ("Authorization", &auth)], b"");
+    assert_eq!(r.status, 201, "{r:?}");
+    let path = Server::path_of(r.header("location").unwrap());
+    // Without the key the upload is not reachable.
+    assert_eq!(s.head(&path).status, 401);
+    let r = s.request("HEAD", &path, &[TUS, ("Authorization", &auth)], b"");
+    assert_eq!(r.status, 200);
+    // Preflights carry no credentials and still pass.
+    let r = s.request(
+        "OPTIONS",
+        "/files/",
+        &[("Origin", "https://a.example"), ("Access-Control-Request-Method", "POST")],
+        b"",
+    );
+    assert!(r.status == 200 || r.status == 204, "{r:?}");
+    drop(s);
+}
