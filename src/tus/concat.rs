@@ -71,7 +71,16 @@ pub async fn create_final(
     app.store.index_asset(caller.project_id, id)?;
     app.events.emit(crate::events::Kind::Created, &rec);
     let _lock = app.locks.lock(id).await?;
-    let assembled = try_assemble(app, &mut rec).await?;
+    let assembled = match try_assemble(app, &mut rec).await {
+        Ok(done) => done,
+        Err(e) => {
+            // Retried when a part completes or at the next start, so the
+            // final never lingers unassembled with nothing to finish it.
+            app.store.add_waiting_final(id)?;
+            app.store.flush().await?;
+            return Err(e);
+        }
+    };
     if !assembled {
         app.store.add_waiting_final(id)?;
     }
