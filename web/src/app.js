@@ -1,0 +1,152 @@
+// tusk's upload page: Uppy's Dashboard uploading over tus to /files/, an API
+// key field, and the project's assets kept live from GET /v1/events.
+
+import Uppy from '@uppy/core'
+import Dashboard from '@uppy/dashboard'
+import Tus from '@uppy/tus'
+
+import { authHeaders, getJson, getKey, setKey } from './api.js'
+import { AssetList } from './assets.js'
+import { openStream } from './events.js'
+
+const TUS_ENDPOINT = new URL('/files/', location.href).href
+
+const $ = (id) => document.getElementById(id)
+
+const list = new AssetList($('assets'), $('assets-empty'))
+const live = $('live')
+
+function setLive(state, text) {
+  live.dataset.state = state
+  live.textContent = text
+}
+
+// --- API key ---------------------------------------------------------------
+
+const keyDetails = $('key-details')
+const keyStatus = $('key-status')
+const keyInput = $('key-input')
+keyInput.value = getKey()
+
+function showKeyState(state, message) {
+  keyStatus.textContent = message
+  keyStatus.dataset.state = state
+  // Open the panel only when the server wants a key it does not have.
+  if (state === 'needed') keyDetails.open = true
+}
+
+$('key-form').addEventListener('submit', (e) => {
+  e.preventDefault()
+  setKey(keyInput.value.trim())
+  refresh()
+})
+$('key-clear').addEventListener('click', () => {
+  keyInput.value = ''
+  setKey('')
+  refresh()
+})
+
+// --- Uploads ---------------------------------------------------------------
+
+const uppy = new Uppy({ autoProceed: false, debug: false })
+  .use(Dashboard, {
+    inline: true,
+    target: '#dashboard',
+    width: '100%',
+    height: 340,
+    proudlyDisplayPoweredByUppy: false,
+    showRemoveButtonAfterComplete: true,
+    note: 'Uploads resume where they stopped, even after a reload.',
+  })
+  .use(Tus, {
+    endpoint: TUS_ENDPOINT,
+    // Read at upload time, so a key saved after adding files still counts.
+    headers: () => authHeaders(),
+    removeFingerprintOnSuccess: true,
+    allowedMetaFields: ['name', 'type'],
+    limit: 4,
+  })
+
+uppy.on('upload-error', (file, err) => {
+  const status = err?.originalResponse?.getStatus?.()
+  if (status === 401 || status === 403) showKeyState('needed', 'a valid key is needed to upload')
+})
+
+// Tell the Dashboard the server's size limit, so too-large files are refused
+// before they are sent.
+fetch(TUS_ENDPOINT, { method: 'OPTIONS' })
+  .then((r) => {
+    const max = Number(r.headers.get('Tus-Max-Size'))
+    if (max > 0) uppy.setOptions({ restrictions: { ...uppy.opts.restrictions, maxFileSize: max } })
+  })
+  .catch(() => {})
+
+// --- The live asset list ---------------------------------------------------
+
+let stream = null
+
+/** (Re)loads the list, then follows the event stream from where the list left off. */
+async function loadList() {
+  try {
+    const page = await getJson('/v1/assets?limit=100')
+    list.reset(page.data)
+    showKeyState('ok', getKey() ? 'key saved in this browser' : 'not needed: this server runs open')
+    return true
+  } catch (err) {
+    if (err.status === 401 || err.status === 403) {
+      showKeyState('needed', err.message)
+      setLive('off', 'key needed')
+    } else {
+      setLive('off', `list failed: ${err.message}`)
+    }
+    return false
+  }
+}
+
+function follow() {
+  stream?.stop()
+  stream = openStream('/v1/events', {
+    onOpen({ resumed }) {
+      setLive('on', 'live')
+      // A fresh stream starts from now: (re)load the list so nothing that
+      // happened before it is missed. A resumed one replays what was missed.
+      if (!resumed) loadList()
+    },
+    onEvent(ev) {
+      let body
+      try {
+        body = JSON.parse(ev.data)
+      } catch {
+        return
+      }
+      if (ev.type === 'stream.gap') {
+        // Too much happened while away to replay: start over from a fresh list.
+        stream.forget()
+        loadList()
+        return
+      }
+      if (!body.asset) return
+      if (ev.type === 'asset.deleted') list.remove(body.asset.id)
+      else list.upsert(body.asset)
+    },
+    onError(err, { fatal }) {
+      if (fatal) {
+        showKeyState('needed', err.message)
+        setLive('off', 'key needed')
+      } else {
+        setLive('connecting', 'reconnecting…')
+      }
+    },
+  })
+}
+
+/** Starts over, e.g. with a new key: the stream opens first, then the list loads. */
+function refresh() {
+  setLive('connecting', 'connecting…')
+  follow()
+}
+
+refresh()
+
+// For tests and the curious.
+window.tusk = { uppy, list }
