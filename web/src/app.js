@@ -149,4 +149,4 @@ function refresh() {
 refresh()
 
 // For tests and the curious.
-window.tusk = { uppy, list }
+window.tusk = { uppy, list, dropStream: () => stream?.drop() }

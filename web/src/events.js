@@ -155,6 +155,10 @@ export function openStream(url, handlers) {
       controller?.abort()
       connect()
     },
+    /** Cuts the connection as a network failure would (reconnects as usual). */
+    drop() {
+      controller?.abort(new DOMException('the connection was dropped', 'NetworkError'))
+    },
     /** Forgets the position: the next connection starts from now. */
     forget() {
       lastEventId = ''
