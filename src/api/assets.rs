@@ -8,7 +8,6 @@ use http::header::LOCATION;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -94,18 +93,8 @@ pub fn get(app: &App, caller: &Caller, id: Uuid, req: &Request<Incoming>) -> Res
     Ok(json_response(StatusCode::OK, serde_json::to_vec(&view.asset(&rec)).expect("json")))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateBody {
-    #[serde(default)]
-    name: Option<Value>,
-    #[serde(default)]
-    size_bytes: Option<Value>,
-    #[serde(default)]
-    language: Option<Value>,
-    #[serde(default)]
-    metadata: Option<Value>,
-}
+/// The fields `POST /v1/assets` accepts; any other is a 422 naming it.
+const CREATE_FIELDS: [&str; 4] = ["name", "size_bytes", "language", "metadata"];
 
 pub async fn create(
     app: &std::sync::Arc<App>,
@@ -123,20 +112,34 @@ pub async fn create(
             ));
         }
     };
-    let body: CreateBody = if bytes.iter().all(u8::is_ascii_whitespace) {
-        CreateBody { name: None, size_bytes: None, language: None, metadata: None }
+    let mut body = if bytes.iter().all(u8::is_ascii_whitespace) {
+        serde_json::Map::new()
     } else {
-        serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                format!("the body is not the expected JSON: {e}"),
-            )
-        })?
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_json",
+                    "the body must be a JSON object",
+                ));
+            }
+            Err(e) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_json",
+                    format!("the body is not valid JSON: {e}"),
+                ));
+            }
+        }
     };
 
-    let mut errors = Vec::new();
-    let name = match body.name {
+    let mut errors: Vec<FieldError> = body
+        .keys()
+        .filter(|k| !CREATE_FIELDS.contains(&k.as_str()))
+        .map(|k| FieldError::new(k, "unknown", "unknown field; send name, size_bytes, language or metadata"))
+        .collect();
+    let name = match body.remove("name") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if !s.is_empty() && s.len() <= 1024 => Some(s),
         Some(_) => {
@@ -144,7 +147,7 @@ pub async fn create(
             None
         }
     };
-    let size = match body.size_bytes {
+    let size = match body.remove("size_bytes") {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) if n.as_u64().is_some_and(|v| v <= i64::MAX as u64) => {
             let v = n.as_u64().expect("checked");
@@ -164,7 +167,7 @@ pub async fn create(
             None
         }
     };
-    let language = match body.language {
+    let language = match body.remove("language") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if lang::is_iso639_1(&s) => Some(s),
         Some(_) => {
@@ -177,7 +180,7 @@ pub async fn create(
         }
     };
     let mut metadata = BTreeMap::new();
-    match body.metadata {
+    match body.remove("metadata") {
         None | Some(Value::Null) => {}
         Some(Value::Object(map)) => {
             for (k, v) in map {
