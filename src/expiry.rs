@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::app::App;
-use crate::store::{GoneReason, Timestamp};
+use crate::store::{Concat, GoneReason, Timestamp};
 
 /// Tombstones (410 instead of 404) are kept this long.
 const TOMBSTONE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -47,6 +47,13 @@ pub async fn sweep_once(app: &Arc<App>) -> Result<usize, crate::store::StoreErro
         // An upload someone is working on right now is not expired.
         let Some(_lock) = app.locks.try_lock(id) else { continue };
         let Some(rec) = app.store.get(id)? else { continue };
+        // A final upload waiting for its parts lives as long as they do: it
+        // completes when the last one does, however long that takes.
+        if let Concat::Final { parts, assembled: false, .. } = &rec.concat
+            && parts.iter().any(|p| matches!(app.store.get(*p), Ok(Some(_))))
+        {
+            continue;
+        }
         if rec.expires_at(expire_after).is_some_and(|at| at <= Timestamp::now()) {
             if let Some(rec) = app.store.remove(id, GoneReason::Expired)? {
                 app.events.emit(crate::events::Kind::Deleted, &rec);

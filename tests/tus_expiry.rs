@@ -56,3 +56,36 @@ fn activity_postpones_expiry() {
     }
     assert_eq!(s.offset(&path), Some(4));
 }
+
+/// A final declared before its parts finish (concatenation-unfinished) is not
+/// swept while its parts are alive; once a part is gone it expires too.
+#[test]
+fn waiting_final_lives_as_long_as_its_parts() {
+    let s = Server::start(&["--expire-after", "2s"]);
+    let data = bytes(10, 71);
+    let (p1, r1) = s.create_resp(&[TUS, ("Upload-Length", "10"), ("Upload-Concat", "partial")], b"");
+    let (p2, r2) = s.create_resp(&[TUS, ("Upload-Length", "5"), ("Upload-Concat", "partial")], b"");
+    let v = format!("final;{}", r1.header("location").unwrap());
+    let r = s.request("POST", "/files/", &[TUS, ("Upload-Concat", &v)], b"");
+    assert_eq!(r.status, 201, "{r:?}");
+    let f = Server::path_of(r.header("location").unwrap());
+    let v = format!("final;{}", r2.header("location").unwrap());
+    let r = s.request("POST", "/files/", &[TUS, ("Upload-Concat", &v)], b"");
+    let f2 = Server::path_of(r.header("location").unwrap());
+    assert_eq!(s.request("DELETE", &p2, &[TUS], b"").status, 204);
+
+    // The part progresses slowly, for longer than the expiry.
+    for i in 0..4usize {
+        std::thread::sleep(Duration::from_millis(800));
+        let r = s.patch(&p1, i as u64, &data[i..i + 1], &[]);
+        assert_eq!(r.status, 204, "round {i}: {r:?}");
+    }
+    let h = s.head(&f);
+    assert_eq!(h.status, 200, "final swept while its part was alive: {h:?}");
+    assert_eq!(s.patch(&p1, 4, &data[4..], &[]).status, 204);
+    let off = poll(Duration::from_secs(5), || s.head(&f).header("upload-offset").map(str::to_string));
+    assert_eq!(off.as_deref(), Some("10"));
+    assert_eq!(s.get(&f).body, data);
+    // The final whose part was terminated can never complete: it expired.
+    assert_eq!(s.head(&f2).status, 410);
+}
