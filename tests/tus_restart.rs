@@ -170,3 +170,51 @@ fn sigterm_mid_patch_then_resume() {
     drop(s2);
     drop(s);
 }
+
+/// SIGTERM while a PATCH is stalled (half its body sent, then silence) and an
+/// idle keep-alive connection is open: exit 0 promptly, the stalled request is
+/// told to retry (503 + Upload-Offset) and what arrived is kept.
+#[test]
+fn sigterm_with_idle_stalled_patch() {
+    let mut s = Server::start(&[]);
+    let path = s.create(100, &[]);
+    let other = s.create(5, &[]);
+    let mut c = s.open("PATCH", &path, &patch_headers("0", &[("Content-Length", "100")]));
+    c.write_all(&[7u8; 40]).unwrap();
+    let mut k = std::net::TcpStream::connect(s.addr).unwrap();
+    k.write_all(format!("HEAD {other} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\n\r\n").as_bytes())
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    let status = s.sigterm();
+    assert!(status.success(), "{status:?}");
+    assert!(t.elapsed() < Duration::from_secs(5), "shutdown took {:?}", t.elapsed());
+    let r = read_response_within(&mut c, false, Duration::from_secs(2)).expect("an answer");
+    assert_eq!(r.status, 503, "{r:?}");
+    assert_eq!(r.header("upload-offset"), Some("40"));
+    let s2 = Server::start_in(&s.dir, &[]);
+    assert_eq!(s2.offset(&path), Some(40));
+    assert_eq!(s2.get(&path).body, [7u8; 40]);
+}
+
+/// A file shorter than its recorded offset (lost writes) is wound back at
+/// start-up; the upload resumes from there and ends with the right digest.
+#[test]
+fn restart_reconciles_short_file() {
+    let data = bytes(2000, 63);
+    let mut s = Server::start(&[]);
+    let path = s.create(2000, &[]);
+    assert_eq!(s.patch(&path, 0, &data[..1500], &[]).status, 204);
+    let file = s.upload_file(&path).unwrap();
+    assert!(s.sigterm().success());
+    let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+    f.set_len(700).unwrap();
+    drop(f);
+    let s2 = Server::start_in(&s.dir, &[]);
+    assert_eq!(s2.offset(&path), Some(700));
+    assert_eq!(s2.get(&path).body, &data[..700]);
+    assert_eq!(s2.patch(&path, 700, &data[700..], &[]).status, 204);
+    let g = s2.get(&path);
+    assert_eq!(g.body, data);
+    assert_eq!(g.header("etag").unwrap(), format!("\"{}\"", sha256_hex(&data)));
+}
