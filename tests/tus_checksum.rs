@@ -62,6 +62,17 @@ fn checksum_on_creation_with_upload() {
     assert_eq!(r.status, 460, "{r:?}");
     let path = Server::path_of(r.header("location").expect("Location on 460"));
     assert_eq!(s.offset(&path), Some(0));
+    // An unknown algorithm: 400, the upload exists at offset 0 and its Location is sent.
+    let r = s.request(
+        "POST",
+        "/files/",
+        &[TUS, ("Upload-Length", "11"), OCTET, ("Upload-Checksum", "crc32 AAAAAA==")],
+        data,
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(r.header("upload-offset"), Some("0"));
+    let path = Server::path_of(r.header("location").expect("Location on 400"));
+    assert_eq!(s.offset(&path), Some(0));
     let good = format!("sha1 {}", digest("sha1", data));
     let (path, r) = s.create_resp(&[TUS, ("Upload-Length", "11"), OCTET, ("Upload-Checksum", &good)], data);
     assert_eq!(r.header("upload-offset"), Some("11"));

@@ -43,7 +43,6 @@ pub async fn create(app: &Arc<App>, caller: &Caller, req: Request<Incoming>) -> 
             ));
         }
     };
-    let checksum = if with_body { headers::checksum(h)? } else { None };
     let role = match concat_req {
         Some(ConcatRequest::Partial) => Concat::Partial,
         _ => Concat::None,
@@ -66,7 +65,12 @@ pub async fn create(app: &Arc<App>, caller: &Caller, req: Request<Incoming>) -> 
 
     let rec = if with_body {
         let lock = app.locks.lock(id).await?;
-        let result = append_body(app, rec.clone(), body, h, checksum, &lock).await;
+        // An unusable Upload-Checksum refuses the chunk, not the upload (tusd):
+        // the upload exists at offset 0 and the answer says where.
+        let result = match headers::checksum(h) {
+            Ok(checksum) => append_body(app, rec.clone(), body, h, checksum, &lock).await,
+            Err(e) => Err(e.with_offset(rec.offset)),
+        };
         // The upload exists whatever happened to its first chunk: say where it is.
         app.store.flush().await?;
         let rec = result.map_err(|e| e.with_header(LOCATION, &location))?;
