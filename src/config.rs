@@ -102,7 +102,7 @@ pub struct ServeArgs {
 
     /// Asset types accepted (comma list of audio,video,image,document,archive,other);
     /// other uploads end `failed` with `type_not_allowed`. Default: all.
-    #[arg(long, env = "TUSK_ALLOWED_TYPES", value_parser = parse_types)]
+    #[arg(long, env = "TUSK_ALLOWED_TYPES", value_delimiter = ',', value_parser = parse_type)]
     pub allowed_types: Option<Vec<AssetType>>,
 
     /// Serve without API keys on a non-loopback address while no key exists.
@@ -110,16 +110,10 @@ pub struct ServeArgs {
     pub allow_anonymous: bool,
 }
 
-fn parse_types(s: &str) -> Result<Vec<AssetType>, String> {
-    s.split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(|t| {
-            AssetType::parse(t).ok_or_else(|| {
-                format!("unknown asset type {t:?}; use audio, video, image, document, archive or other")
-            })
-        })
-        .collect()
+fn parse_type(t: &str) -> Result<AssetType, String> {
+    AssetType::parse(t.trim()).ok_or_else(|| {
+        format!("unknown asset type {t:?}; use audio, video, image, document, archive or other")
+    })
 }
 
 impl Default for ServeArgs {
@@ -209,5 +203,19 @@ impl From<ServeArgs> for Config {
             allowed_types: a.allowed_types,
             allow_anonymous: a.allow_anonymous,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowed_types_are_a_comma_list() {
+        let cli = Cli::parse_from(["tusk", "serve", "--allowed-types", "image, audio"]);
+        let Some(Command::Serve(args)) = cli.command else { panic!("serve") };
+        assert_eq!(args.allowed_types, Some(vec![AssetType::Image, AssetType::Audio]));
+        assert_eq!(Cli::parse_from(["tusk"]).serve.allowed_types, None);
+        assert!(Cli::try_parse_from(["tusk", "--allowed-types", "image,movie"]).is_err());
     }
 }
