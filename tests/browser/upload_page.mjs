@@ -48,19 +48,28 @@ await run('upload page', async () => {
     // (the page fetched the list once, before any upload existed).
     await page.evaluate(() => {
       window.seenStates = {}
-      const note = (li) => {
-        const seen = (window.seenStates[li.dataset.name] ??= [])
-        if (seen[seen.length - 1] !== li.dataset.state) seen.push(li.dataset.state)
-      }
       new MutationObserver((records) => {
-        for (const r of records) {
-          for (const n of r.addedNodes) if (n.classList?.contains('asset')) note(n)
-          if (r.type === 'attributes' && r.target.classList.contains('asset')) note(r.target)
+        // Several changes can land before this runs: replay them from the
+        // old values, then the current one.
+        const touched = new Set()
+        const push = (li, state) => {
+          const seen = (window.seenStates[li.dataset.name] ??= [])
+          if (seen[seen.length - 1] !== state) seen.push(state)
         }
+        for (const r of records) {
+          if (r.type === 'childList') {
+            for (const n of r.addedNodes) if (n.classList?.contains('asset')) touched.add(n)
+          } else if (r.target.classList.contains('asset') && r.oldValue) {
+            push(r.target, r.oldValue)
+            touched.add(r.target)
+          }
+        }
+        for (const li of touched) push(li, li.dataset.state)
       }).observe(document.getElementById('assets'), {
         childList: true,
         subtree: true,
         attributes: true,
+        attributeOldValue: true,
         attributeFilter: ['data-state'],
       })
     })

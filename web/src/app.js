@@ -88,8 +88,10 @@ let stream = null
 /** (Re)loads the list, then follows the event stream from where the list left off. */
 async function loadList() {
   try {
+    list.beginSnapshot()
     const page = await getJson('/v1/assets?limit=100')
     list.reset(page.data)
+    scheduleLinkRefresh()
     showKeyState('ok', getKey() ? 'key saved in this browser' : 'not needed: this server runs open')
     return true
   } catch (err) {
@@ -101,6 +103,20 @@ async function loadList() {
     }
     return false
   }
+}
+
+// Download URLs are signed for a while (--download-ttl); reload the list
+// shortly before the first one expires so links and previews keep working.
+let linkTimer = null
+function scheduleLinkRefresh() {
+  clearTimeout(linkTimer)
+  let earliest = Infinity
+  for (const a of list.assets.values()) {
+    if (a.download_expires_at) earliest = Math.min(earliest, Date.parse(a.download_expires_at))
+  }
+  if (earliest === Infinity) return
+  const left = earliest - Date.now()
+  linkTimer = setTimeout(loadList, Math.max(Math.min(left - 60000, left / 2), 5000))
 }
 
 function follow() {
@@ -128,6 +144,7 @@ function follow() {
       if (!body.asset) return
       if (ev.type === 'asset.deleted') list.remove(body.asset.id)
       else list.upsert(body.asset)
+      if (ev.type === 'asset.ready') scheduleLinkRefresh()
     },
     onError(err, { fatal }) {
       if (fatal) {

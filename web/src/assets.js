@@ -14,9 +14,19 @@ export class AssetList {
     this.assets = new Map() // id -> asset JSON
     this.cards = new Map() // id -> <li>
     this.deleted = new Set() // ids deleted while a list fetch may still return them
+    this.touched = null // ids events changed since the list request went out
   }
 
-  /** Replaces everything with a fresh GET /v1/assets page, keeping newer event data. */
+  /** Call before requesting GET /v1/assets; then `reset` with its answer. */
+  beginSnapshot() {
+    this.touched = new Set()
+  }
+
+  /**
+   * Replaces everything with a fresh GET /v1/assets page. Event data newer
+   * than the page wins, and assets events brought in after the request went
+   * out stay even though the page does not have them.
+   */
   reset(assets) {
     const fresh = new Map()
     for (const a of assets) {
@@ -24,7 +34,12 @@ export class AssetList {
       const known = this.assets.get(a.id)
       fresh.set(a.id, known && newer(known, a) ? known : a)
     }
-    for (const id of this.assets.keys()) if (!fresh.has(id)) this.removeCard(id)
+    for (const [id, a] of this.assets) {
+      if (fresh.has(id)) continue
+      if (this.touched?.has(id)) fresh.set(id, a)
+      else this.removeCard(id)
+    }
+    this.touched = null
     this.assets = fresh
     for (const a of fresh.values()) this.render(a)
     this.order()
@@ -32,6 +47,7 @@ export class AssetList {
 
   /** Applies one event's asset. */
   upsert(asset) {
+    this.touched?.add(asset.id)
     const known = this.assets.get(asset.id)
     if (known && newer(known, asset)) return
     const isNew = !known
