@@ -4,7 +4,9 @@
 //! - `upload_page`: tusk's own page at `/` (Uppy Dashboard + live asset list
 //!   from /v1/events), with an API key: a PNG and a WAV made by the test are
 //!   uploaded through the Dashboard, reach `ready` on the page, one is
-//!   downloaded through its link and compared, and a screenshot is saved.
+//!   downloaded through its link and compared, a screenshot is saved, and a
+//!   dropped event stream resumes with Last-Event-ID.
+//!   `upload_page_open_mode` does the same on a server without keys.
 //! - `cross_origin`: a page on another origin (a static server on another
 //!   port) uploads to tusk with tus-js-client, so CORS is exercised as in
 //!   production, errors included: a 413 and a 401 must reach the page as such.
@@ -70,6 +72,19 @@ fn upload_page() {
         .env("TUSK_KEY", &key)
         .env("OUT_DIR", &out);
     run_script("upload page", cmd, &s);
+    println!("screenshot: {}", out.join("upload-page.png").display());
+}
+
+/// The same page on a server without keys (open mode, as on loopback by
+/// default): no key is asked for and uploads work without one.
+#[test]
+fn upload_page_open_mode() {
+    let dir = prepare();
+    let out = out_dir("upload_page_open_mode");
+    let s = Server::start(&[]);
+    let mut cmd = Command::new("node");
+    cmd.arg("upload_page.mjs").current_dir(&dir).env("TUSK_URL", s.url("")).env("OUT_DIR", &out);
+    run_script("upload page (open mode)", cmd, &s);
     println!("screenshot: {}", out.join("upload-page.png").display());
 }
 

@@ -39,7 +39,11 @@ await run('upload page', async () => {
       const unexpected = before.filter((p) => !/status of 401/.test(p))
       assert(unexpected.length === 0, `the page reported errors:\n${unexpected.join('\n')}`)
     } else {
+      // Open mode: the key is optional, its panel stays folded.
       await page.locator('#key-status[data-state="ok"]').waitFor({ state: 'attached' })
+      assert(!(await page.locator('#key-details').evaluate((d) => d.open)), 'the key panel should stay folded')
+      const status = await page.locator('#key-status').textContent()
+      assert(/not needed/.test(status), `key status in open mode: ${status}`)
     }
     await page.locator('#live[data-state="on"]').waitFor()
     log('page loaded, event stream open')
