@@ -52,15 +52,25 @@ impl Locker {
         let guard = match slot.mutex.clone().try_lock_owned() {
             Ok(g) => g,
             Err(_) => {
-                if let Some(holder) = slot.holder.lock().expect("holder").as_ref() {
-                    holder.cancel();
-                }
-                match tokio::time::timeout(self.wait, slot.mutex.clone().lock_owned()).await {
-                    Ok(g) => g,
-                    Err(_) => {
-                        drop(slot);
-                        self.cleanup(id);
-                        return Err(LockTimeout);
+                let deadline = tokio::time::Instant::now() + self.wait;
+                let wait = slot.mutex.clone().lock_owned();
+                tokio::pin!(wait);
+                loop {
+                    // Asked again on every tick: the holder registers its token
+                    // just after taking the lock, and we may have looked before.
+                    if let Some(holder) = slot.holder.lock().expect("holder").as_ref() {
+                        holder.cancel();
+                    }
+                    let tick = (tokio::time::Instant::now() + Duration::from_millis(50)).min(deadline);
+                    tokio::select! {
+                        g = &mut wait => break g,
+                        _ = tokio::time::sleep_until(tick) => {
+                            if tokio::time::Instant::now() >= deadline {
+                                drop(slot);
+                                self.cleanup(id);
+                                return Err(LockTimeout);
+                            }
+                        }
                     }
                 }
             }
