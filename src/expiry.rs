@@ -55,16 +55,11 @@ pub async fn sweep_once(app: &Arc<App>) -> Result<usize, crate::store::StoreErro
             continue;
         }
         if rec.expires_at(expire_after).is_some_and(|at| at <= Timestamp::now()) {
-            if let Some(rec) = app.store.remove(id, GoneReason::Expired)? {
-                app.events.emit(crate::events::Kind::Deleted, &rec);
-            }
+            crate::lifecycle::remove(app, id, GoneReason::Expired).await?;
             removed += 1;
         }
     }
     let before = Timestamp(now.0.saturating_sub(TOMBSTONE_TTL.as_millis() as u64));
     app.store.prune_tombstones(before)?;
-    if removed > 0 {
-        app.store.flush().await?;
-    }
     Ok(removed)
 }

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use crate::app::App;
 use crate::asset::process;
-use crate::store::{StoreError, UploadRecord};
+use uuid::Uuid;
+
+use crate::store::{GoneReason, StoreError, UploadRecord};
 
 /// After every commit of new bytes (the caller holds the upload's lock).
 pub async fn after_commit(app: &App, rec: &mut UploadRecord) -> Result<(), StoreError> {
@@ -29,4 +31,16 @@ pub async fn on_upload_complete(app: &Arc<App>, rec: &UploadRecord) {
     if let Err(e) = process::start(app, rec).await {
         tracing::error!(upload = %rec.id, error = %e, "could not start processing; retried at next start");
     }
+}
+
+/// Removes an upload and its asset (termination, DELETE /v1/assets, the draft's
+/// cancellation): bytes gone, URL answering 410, subscribers told. The caller
+/// holds the upload's lock and has checked who may do this.
+pub async fn remove(app: &App, id: Uuid, reason: GoneReason) -> Result<(), StoreError> {
+    let removed = app.store.remove(id, reason)?;
+    app.store.flush().await?;
+    if let Some(rec) = &removed {
+        app.events.emit(crate::events::Kind::Deleted, rec);
+    }
+    Ok(())
 }

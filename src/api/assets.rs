@@ -18,7 +18,7 @@ use crate::asset::{AssetInfo, AssetState, AssetType, lang, rfc3339, sniff};
 use crate::auth::Caller;
 use crate::download::{self, Download};
 use crate::http::{Response, public_origin, set};
-use crate::store::{GoneReason, Timestamp, UploadRecord};
+use crate::store::{Timestamp, UploadRecord};
 
 const MAX_JSON_BODY: usize = 64 << 10;
 
@@ -301,11 +301,7 @@ pub async fn delete(app: &App, caller: &Caller, id: Uuid) -> Result<Response, Ap
     // Interrupts an upload in flight, like a tus DELETE.
     let _lock = app.locks.lock(id).await?;
     find(app, caller, id)?;
-    let removed = app.store.remove(id, GoneReason::Terminated)?;
-    if let Some(rec) = &removed {
-        app.events.emit(crate::events::Kind::Deleted, rec);
-    }
-    app.store.flush().await?;
+    crate::lifecycle::remove(app, id, crate::store::GoneReason::Terminated).await?;
     let mut resp = http::Response::new(crate::http::empty());
     *resp.status_mut() = StatusCode::NO_CONTENT;
     Ok(resp)

@@ -329,11 +329,7 @@ async fn cancel(
     }
     let _lock = app.locks.lock(id).await.map_err(|_| Problem::locked())?;
     find(app, caller, id)?;
-    let removed = app.store.remove(id, crate::store::GoneReason::Terminated)?;
-    if let Some(rec) = &removed {
-        app.events.emit(crate::events::Kind::Deleted, rec);
-    }
-    app.store.flush().await?;
+    crate::lifecycle::remove(app, id, crate::store::GoneReason::Terminated).await?;
     let mut resp = http::Response::new(empty());
     *resp.status_mut() = StatusCode::NO_CONTENT;
     Ok(resp)

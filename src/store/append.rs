@@ -267,18 +267,8 @@ impl Staged {
         let path = self.store.file_path(self.record.id);
         let (start, len) = (self.start, self.written);
         let digest = tokio::task::spawn_blocking(move || -> io::Result<Vec<u8>> {
-            let mut f = File::open(path)?;
-            f.seek(SeekFrom::Start(start))?;
             let mut h = algorithm.hasher();
-            let mut reader = f.take(len);
-            let mut buf = vec![0u8; 1 << 20];
-            loop {
-                let n = reader.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
-            }
+            read_range(&path, start, len, |chunk| h.update(chunk))?;
             Ok(h.finalize())
         })
         .await
@@ -322,16 +312,23 @@ impl Staged {
 /// SHA-256 of the first `len` bytes of a file (recovery only).
 pub fn hash_prefix(path: &Path, len: u64) -> io::Result<Sha256Stream> {
     let mut h = Sha256Stream::default();
-    let mut reader = File::open(path)?.take(len);
+    read_range(path, 0, len, |chunk| h.update(chunk))?;
+    Ok(h)
+}
+
+/// Feeds `len` bytes of a file from `start` to `each`, a megabyte at a time.
+fn read_range(path: &Path, start: u64, len: u64, mut each: impl FnMut(&[u8])) -> io::Result<()> {
+    let mut f = File::open(path)?;
+    f.seek(SeekFrom::Start(start))?;
+    let mut reader = f.take(len);
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = reader.read(&mut buf)?;
         if n == 0 {
-            break;
+            return Ok(());
         }
-        h.update(&buf[..n]);
+        each(&buf[..n]);
     }
-    Ok(h)
 }
 
 /// Writes the concatenation of `parts` (each with its length) into the final

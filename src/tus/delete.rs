@@ -15,11 +15,7 @@ pub async fn terminate(app: &App, caller: &Caller, id: Uuid, req: &HeaderMap) ->
     // Stops a running PATCH first; it commits what it has, then we remove it all.
     let _lock = app.locks.lock(id).await?;
     find(app, caller, id)?;
-    let removed = app.store.remove(id, GoneReason::Terminated)?;
-    if let Some(rec) = &removed {
-        app.events.emit(crate::events::Kind::Deleted, rec);
-    }
-    app.store.flush().await?;
+    crate::lifecycle::remove(app, id, GoneReason::Terminated).await?;
     let mut resp = http::Response::new(empty());
     *resp.status_mut() = StatusCode::NO_CONTENT;
     Ok(resp)
