@@ -7,6 +7,8 @@
 //!   downloaded through its link and compared, a screenshot is saved, and a
 //!   dropped event stream resumes with Last-Event-ID.
 //!   `upload_page_open_mode` does the same on a server without keys.
+//! - `upload_page_resume`: a throttled upload cut by a reload continues from
+//!   the server's offset when the file is added again.
 //! - `cross_origin`: a page on another origin (a static server on another
 //!   port) uploads to tusk with tus-js-client, so CORS is exercised as in
 //!   production, errors included: a 413 and a 401 must reach the page as such.
@@ -86,6 +88,18 @@ fn upload_page_open_mode() {
     cmd.arg("upload_page.mjs").current_dir(&dir).env("TUSK_URL", s.url("")).env("OUT_DIR", &out);
     run_script("upload page (open mode)", cmd, &s);
     println!("screenshot: {}", out.join("upload-page.png").display());
+}
+
+/// An upload through the page, slowed down and cut by a reload, resumes from
+/// the server's offset into the same asset.
+#[test]
+fn upload_page_resume() {
+    let dir = prepare();
+    let out = out_dir("upload_page_resume");
+    let s = Server::start(&[]);
+    let mut cmd = Command::new("node");
+    cmd.arg("resume.mjs").current_dir(&dir).env("TUSK_URL", s.url("")).env("OUT_DIR", &out);
+    run_script("upload page resume", cmd, &s);
 }
 
 #[test]

@@ -63,6 +63,9 @@ const uppy = new Uppy({ autoProceed: false, debug: false })
     // Read at upload time, so a key saved after adding files still counts.
     headers: () => authHeaders(),
     removeFingerprintOnSuccess: true,
+    // tusk stores (and reports as received_bytes / asset.progress) what a
+    // PATCH carried when the PATCH ends, so chunks keep the list's progress moving.
+    chunkSize: 5 * 1024 * 1024,
     allowedMetaFields: ['name', 'type'],
     limit: 4,
   })
