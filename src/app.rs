@@ -23,7 +23,7 @@ pub struct App {
     pub keys: Arc<Keys>,
     pub signer: Signer,
     /// Asset changes for `/v1/events`.
-    pub events: crate::events::Events,
+    pub events: Arc<crate::events::Events>,
     /// Media probes running at once.
     pub probe_slots: Semaphore,
     /// Cancelled when the server begins to shut down.
@@ -45,7 +45,7 @@ impl App {
             locks,
             keys,
             signer,
-            events: crate::events::Events::new(),
+            events: Arc::new(crate::events::Events::new()),
             probe_slots: Semaphore::new(2),
             shutdown,
         })
@@ -102,7 +102,7 @@ impl App {
         if req.method() == Method::OPTIONS {
             return tus::options(self);
         }
-        if let Some(resp) = crate::web::serve(req.method(), path) {
+        if let Some(resp) = crate::web::serve(req.method(), path, &self.cfg.base_path) {
             return resp;
         }
         plain(StatusCode::NOT_FOUND, "not found")

@@ -13,14 +13,26 @@ const FILES: &[(&str, &str, &[u8])] = &[
     ("/app.css", "text/css; charset=utf-8", include_bytes!("../web/dist/app.css")),
 ];
 
-/// The embedded file at `path`, for GET and HEAD.
-pub fn serve(method: &Method, path: &str) -> Option<Response> {
+const BASE_PATH_META: &str = r#"<meta name="tusk-base-path" content="/files/">"#;
+
+/// The embedded file at `path`, for GET and HEAD. The page learns the tus
+/// endpoint (`--base-path`) from a meta tag filled in here.
+pub fn serve(method: &Method, path: &str, base_path: &str) -> Option<Response> {
     if method != Method::GET && method != Method::HEAD {
         return None;
     }
     let path = if path == "/index.html" { "/" } else { path };
     let (_, content_type, bytes) = FILES.iter().find(|(p, _, _)| *p == path)?;
-    let body = if method == Method::HEAD { full(Vec::new()) } else { full(*bytes) };
+    let bytes: Vec<u8> = if path == "/" && base_path != "/files/" {
+        let page = String::from_utf8_lossy(bytes);
+        let escaped: String =
+            base_path.chars().filter(|c| c.is_ascii_alphanumeric() || "/-_.~%".contains(*c)).collect();
+        page.replace(BASE_PATH_META, &format!(r#"<meta name="tusk-base-path" content="{escaped}">"#))
+            .into_bytes()
+    } else {
+        bytes.to_vec()
+    };
+    let body = if method == Method::HEAD { full(Vec::new()) } else { full(bytes) };
     let mut resp = http::Response::new(body);
     *resp.status_mut() = StatusCode::OK;
     let h = resp.headers_mut();

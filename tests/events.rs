@@ -169,3 +169,29 @@ fn events_stay_within_the_project() {
     let ev = sse_b.until("asset.created");
     assert_eq!(ev.data["asset"]["id"], b_id, "project beta sees only its own asset");
 }
+
+#[test]
+fn progress_flows_during_one_long_patch() {
+    let s = Server::start(&[]);
+    let mut sse = Sse::open(&s, &[]);
+    let data = bytes(4 << 20, 2);
+    let path = s.create(data.len() as u64, &[]);
+    sse.until("asset.created");
+    // One PATCH for the whole file, sent in two halves with a pause between.
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    write!(
+        c,
+        "PATCH {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n\
+         Content-Type: application/offset+octet-stream\r\nContent-Length: {}\r\n\r\n",
+        data.len()
+    )
+    .unwrap();
+    c.write_all(&data[..2 << 20]).unwrap();
+    let ev = sse.until("asset.progress");
+    let got = ev.data["asset"]["received_bytes"].as_u64().unwrap();
+    assert!(got > 0 && got <= 2 << 20, "progress while the body streams: {got}");
+    c.write_all(&data[2 << 20..]).unwrap();
+    let r = read_response(&mut c, false);
+    assert_eq!(r.status, 204);
+    assert_eq!(sse.until("asset.ready").data["asset"]["sha256"], sha256_hex(&data));
+}

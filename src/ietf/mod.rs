@@ -367,6 +367,7 @@ async fn write(
         checksum: digest.as_ref().map(|d| d.0),
         verify_before_commit: digest.is_some(),
         read_timeout: app.cfg.read_timeout,
+        progress: Some(app.events.clone()),
     };
     let mut staged = stage(app.store.clone(), rec, body, plan, lock.cancelled()).await?;
     if let Some((alg, expected)) = digest {

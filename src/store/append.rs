@@ -27,10 +27,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Offset, Result, Store, StoreError, Timestamp, UploadRecord};
 use crate::digest::{Algorithm, ChunkHasher, Sha256Stream};
+use crate::events::Events;
 
 /// Sync and record progress at least this often while a long body streams.
 const CHECKPOINT_BYTES: u64 = 64 << 20;
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Body frames in flight between the socket and the writer thread.
 const PIPELINE_DEPTH: usize = 8;
 
@@ -43,6 +44,8 @@ pub struct AppendPlan {
     /// Keep every byte staged until the caller verifies it: no checkpoints.
     pub verify_before_commit: bool,
     pub read_timeout: Duration,
+    /// Told about every checkpoint, so a long body shows progress as it streams.
+    pub progress: Option<Arc<Events>>,
 }
 
 /// Why the body stopped.
@@ -95,7 +98,7 @@ where
     let writer = {
         let store = store.clone();
         let record = record.clone();
-        let checkpoints = !plan.verify_before_commit;
+        let checkpoints = (!plan.verify_before_commit).then(|| plan.progress.clone());
         let checksum = plan.checksum.map(Algorithm::hasher);
         tokio::task::spawn_blocking(move || write_loop(store, record, rx, checksum, checkpoints))
     };
@@ -175,60 +178,121 @@ struct WriterDone {
 
 fn write_loop(
     store: Arc<Store>,
-    mut record: UploadRecord,
+    record: UploadRecord,
     mut rx: mpsc::Receiver<Bytes>,
-    mut checksum: Option<ChunkHasher>,
-    checkpoints: bool,
+    checksum: Option<ChunkHasher>,
+    // `None`: no checkpoints (the bytes wait for verification).
+    checkpoints: Option<Option<Arc<Events>>>,
 ) -> WriterDone {
-    let start = record.offset.0;
-    let mut sha256 = record.sha256.clone();
-    let mut written = 0u64;
-    let mut file: Option<File> = None;
-    let mut last_checkpoint = (0u64, Instant::now());
+    let runtime = tokio::runtime::Handle::current();
+    let mut w = Writer {
+        start: record.offset.0,
+        sha256: record.sha256.clone(),
+        store,
+        record,
+        checksum,
+        written: 0,
+        file: None,
+        last_checkpoint: (0, Instant::now()),
+    };
     let mut error = None;
-
-    while let Some(data) = rx.blocking_recv() {
-        let f = match &mut file {
-            Some(f) => f,
-            None => match open_at(&store.file_path(record.id), start) {
-                Ok(f) => file.insert(f),
-                Err(e) => {
-                    error = Some(e);
-                    break;
+    loop {
+        let data = match rx.try_recv() {
+            Ok(data) => data,
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                // The client is slower than the disk. If bytes wait for a
+                // checkpoint, wait only until one is due, so a slow body
+                // still gets recorded (and shows progress) every second.
+                let pending = checkpoints.is_some() && w.written > w.last_checkpoint.0;
+                if !pending {
+                    match rx.blocking_recv() {
+                        Some(data) => data,
+                        None => break,
+                    }
+                } else {
+                    let due = CHECKPOINT_EVERY.saturating_sub(w.last_checkpoint.1.elapsed());
+                    match runtime.block_on(tokio::time::timeout(due, rx.recv())) {
+                        Ok(Some(data)) => data,
+                        Ok(None) => break,
+                        Err(_) => {
+                            if let Err(e) = w.checkpoint(checkpoints.as_ref().and_then(Option::as_ref)) {
+                                error = Some(e);
+                                break;
+                            }
+                            continue;
+                        }
+                    }
                 }
-            },
+            }
         };
-        if let Err(e) = f.write_all(&data) {
-            // A partial write leaves bytes past `written`; the next append cuts them off.
+        if let Err(e) = w.write(&data) {
             error = Some(e);
             break;
         }
-        sha256.update(&data);
-        if let Some(h) = &mut checksum {
-            h.update(&data);
-        }
-        written += data.len() as u64;
-
-        if checkpoints
-            && (written - last_checkpoint.0 >= CHECKPOINT_BYTES
-                || last_checkpoint.1.elapsed() >= CHECKPOINT_EVERY)
+        if let Some(progress) = &checkpoints
+            && (w.written - w.last_checkpoint.0 >= CHECKPOINT_BYTES
+                || w.last_checkpoint.1.elapsed() >= CHECKPOINT_EVERY)
+            && let Err(e) = w.checkpoint(progress.as_ref())
         {
-            let synced = f.sync_data();
-            let stored = synced.map_err(StoreError::from).and_then(|()| {
-                record.offset = Offset(start + written);
-                record.sha256 = sha256.clone();
-                record.updated_at = Timestamp::now();
-                store.put(&record)?;
-                store.flush_blocking()
-            });
-            if let Err(e) = stored {
-                error = Some(io::Error::other(e.to_string()));
-                break;
-            }
-            last_checkpoint = (written, Instant::now());
+            error = Some(e);
+            break;
         }
     }
-    WriterDone { record, written, sha256, checksum, file, error }
+    WriterDone {
+        record: w.record,
+        written: w.written,
+        sha256: w.sha256,
+        checksum: w.checksum,
+        file: w.file,
+        error,
+    }
+}
+
+/// The blocking side of one append.
+struct Writer {
+    store: Arc<Store>,
+    record: UploadRecord,
+    start: u64,
+    written: u64,
+    sha256: Sha256Stream,
+    checksum: Option<ChunkHasher>,
+    file: Option<File>,
+    /// (bytes written, when) at the last checkpoint.
+    last_checkpoint: (u64, Instant),
+}
+
+impl Writer {
+    fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        let f = match &mut self.file {
+            Some(f) => f,
+            None => self.file.insert(open_at(&self.store.file_path(self.record.id), self.start)?),
+        };
+        // A failed write may leave bytes past `written`; the next append cuts them off.
+        f.write_all(data)?;
+        self.sha256.update(data);
+        if let Some(h) = &mut self.checksum {
+            h.update(data);
+        }
+        self.written += data.len() as u64;
+        Ok(())
+    }
+
+    /// Syncs what was written, then records it as the upload's offset.
+    fn checkpoint(&mut self, progress: Option<&Arc<Events>>) -> io::Result<()> {
+        let Some(f) = &self.file else { return Ok(()) };
+        f.sync_data()?;
+        self.record.offset = Offset(self.start + self.written);
+        self.record.sha256 = self.sha256.clone();
+        self.record.updated_at = Timestamp::now();
+        let stored = self.store.put(&self.record).and_then(|()| self.store.flush_blocking());
+        stored.map_err(|e| io::Error::other(e.to_string()))?;
+        self.last_checkpoint = (self.written, Instant::now());
+        if let Some(events) = progress {
+            events.progress(&self.record);
+        }
+        Ok(())
+    }
 }
 
 fn open_at(path: &Path, offset: u64) -> io::Result<File> {

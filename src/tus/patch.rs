@@ -151,6 +151,7 @@ pub(super) async fn append_body(
         checksum: checksum.as_ref().map(|c| c.algorithm),
         verify_before_commit: checksum.is_some() || trailer_announced,
         read_timeout: app.cfg.read_timeout,
+        progress: Some(app.events.clone()),
     };
     let mut staged = stage(app.store.clone(), rec, body, plan, lock.cancelled()).await?;
 

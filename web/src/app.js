@@ -9,7 +9,9 @@ import { authHeaders, getJson, getKey, setKey } from './api.js'
 import { AssetList } from './assets.js'
 import { openStream } from './events.js'
 
-const TUS_ENDPOINT = new URL('/files/', location.href).href
+// The server fills in its --base-path when it serves the page.
+const BASE_PATH = document.querySelector('meta[name="tusk-base-path"]')?.content || '/files/'
+const TUS_ENDPOINT = new URL(BASE_PATH, location.href).href
 
 const $ = (id) => document.getElementById(id)
 
