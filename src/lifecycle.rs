@@ -39,6 +39,7 @@ pub async fn on_upload_complete(app: &Arc<App>, rec: &UploadRecord) {
 pub async fn remove(app: &App, id: Uuid, reason: GoneReason) -> Result<(), StoreError> {
     let removed = app.store.remove(id, reason)?;
     app.store.flush().await?;
+    app.store.remove_file(id)?;
     if let Some(rec) = &removed {
         app.events.emit(crate::events::Kind::Deleted, rec);
     }

@@ -6,6 +6,7 @@
 //! next append) but never a recorded offset beyond the bytes on disk.
 
 pub mod append;
+mod flusher;
 pub mod record;
 
 use std::fs::{self, File, OpenOptions};
@@ -51,6 +52,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 pub struct Store {
     db: sled::Db,
+    flusher: flusher::Flusher,
     uploads: sled::Tree,
     gone: sled::Tree,
     /// `project id ++ upload id` for every asset: lists a project's assets
@@ -67,6 +69,7 @@ impl Store {
         fs::create_dir_all(data_dir)?;
         let files_dir = data_dir.join("uploads");
         fs::create_dir_all(&files_dir)?;
+        Store::make_shards(&files_dir)?;
         let db = sled::Config::new()
             .path(data_dir.join("meta.sled"))
             // Durability comes from explicit flushes before each acknowledgement;
@@ -77,6 +80,7 @@ impl Store {
             .cache_capacity(16 << 20)
             .open()?;
         Ok(Store {
+            flusher: flusher::Flusher::start(db.clone()),
             uploads: db.open_tree("uploads")?,
             gone: db.open_tree("gone")?,
             waiting_finals: db.open_tree("waiting_finals")?,
@@ -109,15 +113,13 @@ impl Store {
         Ok(())
     }
 
-    /// Makes every earlier `put` durable. Concurrent callers share sled's flushes.
+    /// Makes every earlier `put` durable. Concurrent callers share flushes.
     pub async fn flush(&self) -> Result<()> {
-        self.db.flush_async().await?;
-        Ok(())
+        self.flusher.flush().await.map_err(|e| StoreError::Io(io::Error::other(e)))
     }
 
     pub fn flush_blocking(&self) -> Result<()> {
-        self.db.flush()?;
-        Ok(())
+        self.flusher.flush_blocking().map_err(|e| StoreError::Io(io::Error::other(e)))
     }
 
     pub fn tombstone(&self, id: Uuid) -> Result<Option<Tombstone>> {
@@ -127,8 +129,10 @@ impl Store {
         }
     }
 
-    /// Removes the upload's bytes and state and remembers why, so later
-    /// requests get 410 rather than 404. The caller holds the upload's lock.
+    /// Forgets the upload's state and remembers why, so later requests get
+    /// 410 rather than 404. The caller holds the upload's lock, flushes, and
+    /// only then deletes the bytes (`remove_file`): a crash in between leaves
+    /// an orphan file, never a record whose bytes are gone.
     pub fn remove(&self, id: Uuid, reason: GoneReason) -> Result<Option<UploadRecord>> {
         let removed = self.get(id)?;
         if let Some(rec) = &removed {
@@ -139,12 +143,15 @@ impl Store {
         self.gone.insert(id.as_bytes(), stone)?;
         self.uploads.remove(id.as_bytes())?;
         self.waiting_finals.remove(id.as_bytes())?;
-        match fs::remove_file(self.file_path(id)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
-        }
         Ok(removed)
+    }
+
+    pub fn remove_file(&self, id: Uuid) -> Result<()> {
+        match fs::remove_file(self.file_path(id)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Forgets tombstones older than `before`.
@@ -228,11 +235,21 @@ impl Store {
         Ok(out)
     }
 
-    /// `uploads/ab/cd/<id>`, sharded on the random tail of the UUIDv7 (its
-    /// head is a timestamp) so millions of uploads spread over 65,536 folders.
+    /// `uploads/ab/c/<id>`, sharded on the random tail of the UUIDv7 (its
+    /// head is a timestamp) so millions of uploads spread over 4,096 folders,
+    /// all made at start-up so a creation is a single `open`.
     pub fn file_path(&self, id: Uuid) -> PathBuf {
         let hex = id.simple().to_string();
-        self.files_dir.join(&hex[30..32]).join(&hex[28..30]).join(id.to_string())
+        self.files_dir.join(&hex[30..32]).join(&hex[29..30]).join(id.to_string())
+    }
+
+    fn make_shards(files_dir: &Path) -> io::Result<()> {
+        for a in 0..256 {
+            for b in 0..16 {
+                fs::create_dir_all(files_dir.join(format!("{a:02x}")).join(format!("{b:x}")))?;
+            }
+        }
+        Ok(())
     }
 
     /// Creates the empty data file of a new upload.
