@@ -187,10 +187,10 @@ fn write_loop(
     let runtime = tokio::runtime::Handle::current();
     let mut w = Writer {
         start: record.offset.0,
-        sha256: record.sha256.clone(),
+        hasher: Hasher::Inline(record.sha256.clone(), checksum),
+        writeback_from: 0,
         store,
         record,
-        checksum,
         written: 0,
         file: None,
         last_checkpoint: (0, Instant::now()),
@@ -239,14 +239,8 @@ fn write_loop(
             break;
         }
     }
-    WriterDone {
-        record: w.record,
-        written: w.written,
-        sha256: w.sha256,
-        checksum: w.checksum,
-        file: w.file,
-        error,
-    }
+    let (sha256, checksum) = w.hasher.finish();
+    WriterDone { record: w.record, written: w.written, sha256, checksum, file: w.file, error }
 }
 
 /// The blocking side of one append.
@@ -255,26 +249,35 @@ struct Writer {
     record: UploadRecord,
     start: u64,
     written: u64,
-    sha256: Sha256Stream,
-    checksum: Option<ChunkHasher>,
+    hasher: Hasher,
     file: Option<File>,
+    /// Bytes from here on have not been handed to the disk yet.
+    writeback_from: u64,
     /// (bytes written, when) at the last checkpoint.
     last_checkpoint: (u64, Instant),
 }
 
 impl Writer {
-    fn write(&mut self, data: &[u8]) -> io::Result<()> {
+    fn write(&mut self, data: &Bytes) -> io::Result<()> {
         let f = match &mut self.file {
             Some(f) => f,
             None => self.file.insert(open_at(&self.store.file_path(self.record.id), self.start)?),
         };
         // A failed write may leave bytes past `written`; the next append cuts them off.
         f.write_all(data)?;
-        self.sha256.update(data);
-        if let Some(h) = &mut self.checksum {
-            h.update(data);
-        }
         self.written += data.len() as u64;
+        if self.written - self.writeback_from >= WRITEBACK_BYTES {
+            start_writeback(f, self.start + self.writeback_from, self.written - self.writeback_from);
+            self.writeback_from = self.written;
+        }
+        // Past the first megabyte, hashing moves to its own thread: SHA-256
+        // costs more CPU than the write, and the two then overlap.
+        if self.written > HASH_THREAD_AFTER
+            && let Hasher::Inline(..) = self.hasher
+        {
+            self.hasher.go_parallel();
+        }
+        self.hasher.update(data);
         Ok(())
     }
 
@@ -283,7 +286,7 @@ impl Writer {
         let Some(f) = &self.file else { return Ok(()) };
         f.sync_data()?;
         self.record.offset = Offset(self.start + self.written);
-        self.record.sha256 = self.sha256.clone();
+        self.record.sha256 = self.hasher.snapshot();
         self.record.updated_at = Timestamp::now();
         let stored = self.store.put(&self.record).and_then(|()| self.store.flush_blocking());
         stored.map_err(|e| io::Error::other(e.to_string()))?;
@@ -292,6 +295,105 @@ impl Writer {
             events.progress(&self.record);
         }
         Ok(())
+    }
+}
+
+/// Start writing dirty pages to disk every this many bytes.
+const WRITEBACK_BYTES: u64 = 8 << 20;
+
+/// Asks the kernel to start writing a range to disk without waiting for it,
+/// so the `fdatasync` before an acknowledgement finds little left to do and
+/// the writer does not stall on a gigabyte of dirty pages at the end.
+fn start_writeback(f: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain syscall on an open descriptor; failure only loses the hint.
+    unsafe {
+        libc::sync_file_range(f.as_raw_fd(), offset as i64, len as i64, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+/// Bodies smaller than this are hashed on the writer thread.
+const HASH_THREAD_AFTER: u64 = 1 << 20;
+
+/// The upload's running SHA-256 (and a request checksum), fed with the same
+/// `Bytes` the writer writes: no copy, only a reference count.
+// One per writer thread: boxing the inline state would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Hasher {
+    Inline(Sha256Stream, Option<ChunkHasher>),
+    Thread(
+        std::sync::mpsc::SyncSender<HashMsg>,
+        std::thread::JoinHandle<(Sha256Stream, Option<ChunkHasher>)>,
+    ),
+    /// Only for the moment of switching to a thread.
+    Gone,
+}
+
+enum HashMsg {
+    Data(Bytes),
+    Snapshot(std::sync::mpsc::SyncSender<Sha256Stream>),
+}
+
+impl Hasher {
+    fn update(&mut self, data: &Bytes) {
+        match self {
+            Hasher::Inline(sha, chunk) => {
+                sha.update(data);
+                if let Some(h) = chunk {
+                    h.update(data);
+                }
+            }
+            Hasher::Thread(tx, _) => {
+                let _ = tx.send(HashMsg::Data(data.clone()));
+            }
+            Hasher::Gone => {}
+        }
+    }
+
+    fn go_parallel(&mut self) {
+        let Hasher::Inline(mut sha, mut chunk) = std::mem::replace(self, Hasher::Gone) else { return };
+        let (tx, rx) = std::sync::mpsc::sync_channel::<HashMsg>(PIPELINE_DEPTH);
+        let handle = std::thread::spawn(move || {
+            for msg in rx {
+                match msg {
+                    HashMsg::Data(d) => {
+                        sha.update(&d);
+                        if let Some(h) = &mut chunk {
+                            h.update(&d);
+                        }
+                    }
+                    HashMsg::Snapshot(reply) => {
+                        let _ = reply.send(sha.clone());
+                    }
+                }
+            }
+            (sha, chunk)
+        });
+        *self = Hasher::Thread(tx, handle);
+    }
+
+    /// The SHA-256 state after everything written so far.
+    fn snapshot(&self) -> Sha256Stream {
+        match self {
+            Hasher::Inline(sha, _) => sha.clone(),
+            Hasher::Thread(tx, _) => {
+                let (reply_tx, reply_rx) = std::sync::mpsc::sync_channel(1);
+                let _ = tx.send(HashMsg::Snapshot(reply_tx));
+                reply_rx.recv().expect("hashing thread alive")
+            }
+            Hasher::Gone => unreachable!("hasher used after it failed"),
+        }
+    }
+
+    fn finish(self) -> (Sha256Stream, Option<ChunkHasher>) {
+        match self {
+            Hasher::Inline(sha, chunk) => (sha, chunk),
+            Hasher::Thread(tx, handle) => {
+                drop(tx);
+                handle.join().expect("hashing thread")
+            }
+            Hasher::Gone => unreachable!("hasher used after it failed"),
+        }
     }
 }
 
