@@ -94,7 +94,14 @@ async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken) {
     let graceful = GracefulShutdown::new();
     let limit = Arc::new(Semaphore::new(app.cfg.max_connections));
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30)).keep_alive(true);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .keep_alive(true)
+        // Body frames are slices of this buffer: capping it bounds the bytes
+        // in flight per upload (frames queued for the writer and the hasher).
+        .max_buf_size(128 << 10);
 
     loop {
         // Waiting for a permit first keeps excess connections in the kernel's queue.

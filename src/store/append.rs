@@ -33,7 +33,7 @@ use crate::events::Events;
 const CHECKPOINT_BYTES: u64 = 64 << 20;
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Body frames in flight between the socket and the writer thread.
-const PIPELINE_DEPTH: usize = 8;
+const PIPELINE_DEPTH: usize = 4;
 
 /// How one request may append.
 pub struct AppendPlan {
