@@ -20,19 +20,14 @@
 
 mod common;
 
-use std::fs::{self, File};
-use std::io::Read;
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use common::Server;
+use common::external::{install_npm, require, run_script};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
-/// Each script finishes in seconds; this only catches a hang.
-const SCRIPT_TIMEOUT: Duration = Duration::from_secs(180);
-const INSTALL_TIMEOUT: Duration = Duration::from_secs(600);
 
 fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("browser")
@@ -129,146 +124,6 @@ fn prepare() -> PathBuf {
     require("node", "Node.js 18 or later (Debian: apt-get install nodejs npm)");
     require("npm", "npm (Debian: apt-get install npm)");
     let dir = browser_dir();
-    install_js(&dir);
+    install_npm(&dir);
     dir
-}
-
-/// `npm ci` when node_modules is missing or was installed from another lock file.
-fn install_js(dir: &Path) {
-    let lockfile = fs::read(dir.join("package-lock.json")).expect("tests/browser/package-lock.json");
-    let stamp = dir.join("node_modules").join(".tusk-installed");
-    let ready = || fs::read(&stamp).ok().as_deref() == Some(&lockfile[..]);
-    if ready() {
-        return;
-    }
-    let _lock = InstallLock::take();
-    // Another test or process may have installed while we waited.
-    if ready() {
-        return;
-    }
-    let mut cmd = Command::new("npm");
-    cmd.args(["ci", "--no-audit", "--no-fund"]).current_dir(dir);
-    match run(cmd, INSTALL_TIMEOUT) {
-        Ok((st, _)) if st.success() => {}
-        Ok((st, out)) => panic!("npm ci (tests/browser) failed ({st}):\n{out}"),
-        Err(out) => panic!("npm ci (tests/browser) did not finish:\n{out}"),
-    }
-    fs::write(&stamp, &lockfile).expect("write the node_modules stamp");
-}
-
-/// Serializes installs across test threads and concurrent `cargo test`
-/// processes: an exclusive lock on a file in Cargo's target folder.
-struct InstallLock(File);
-
-impl InstallLock {
-    fn take() -> InstallLock {
-        let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-install.lock");
-        let f = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .expect("open the install lock");
-        f.lock().expect("take the install lock");
-        InstallLock(f)
-    }
-}
-
-impl Drop for InstallLock {
-    fn drop(&mut self) {
-        let _ = self.0.unlock();
-    }
-}
-
-fn require(tool: &str, what: &str) {
-    match Command::new(tool).arg("--version").stdin(Stdio::null()).output() {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => panic!(
-            "`{tool} --version` failed ({}): install {what}\n{}",
-            o.status,
-            String::from_utf8_lossy(&o.stderr)
-        ),
-        Err(e) => panic!("`{tool}` is not available ({e}): install {what}"),
-    }
-}
-
-fn run_script(name: &str, cmd: Command, s: &Server) {
-    let t0 = Instant::now();
-    let result = run(cmd, SCRIPT_TIMEOUT);
-    let took = t0.elapsed();
-    match result {
-        Ok((st, out)) if st.success() => println!("{name} passed in {took:.1?}:\n{out}"),
-        Ok((st, out)) => panic!(
-            "{name} failed ({st}) after {took:.1?}:\n{out}\n--- server log (last 60 lines) ---\n{}",
-            tail(&s.logs(), 60)
-        ),
-        Err(out) => panic!(
-            "{name} timed out after {took:.1?}:\n{out}\n--- server log (last 60 lines) ---\n{}",
-            tail(&s.logs(), 60)
-        ),
-    }
-}
-
-/// Runs a command with stdout and stderr collected together. `Err` with the
-/// output so far when it could not start or outlived `timeout` (then it is killed).
-fn run(mut cmd: Command, timeout: Duration) -> Result<(ExitStatus, String), String> {
-    use std::os::unix::process::CommandExt;
-    let shown = format!("{cmd:?}");
-    // Its own process group, so a hung script goes together with its Chromium.
-    cmd.process_group(0);
-    let mut child = match cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn() {
-        Ok(c) => c,
-        Err(e) => return Err(format!("could not start {shown}: {e}")),
-    };
-    let out = Arc::new(Mutex::new(Vec::<u8>::new()));
-    let readers: Vec<_> = [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-        Box::new(child.stderr.take().unwrap()),
-    ]
-    .into_iter()
-    .map(|mut r| {
-        let out = out.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 8192];
-            while let Ok(n) = r.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                out.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        })
-    })
-    .collect();
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(st)) => break Some(st),
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = Command::new("kill").arg("-KILL").arg(format!("-{}", child.id())).status();
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-            Err(e) => panic!("waiting for {shown}: {e}"),
-        }
-    };
-    if status.is_some() {
-        for r in readers {
-            let _ = r.join();
-        }
-    } else {
-        // A grandchild that escaped the group may still hold the pipes.
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let text = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
-    match status {
-        Some(st) => Ok((st, format!("$ {shown}\n{text}"))),
-        None => Err(format!("$ {shown}\n{text}\n(killed after {timeout:?})")),
-    }
-}
-
-fn tail(s: &str, n: usize) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }

@@ -2,6 +2,8 @@
 //! temporary data directory and speaks HTTP/1.1 to it over real sockets.
 #![allow(dead_code)]
 
+pub mod external;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
