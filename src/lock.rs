@@ -98,7 +98,7 @@ impl Locker {
     }
 
     fn cleanup(&self, id: Uuid) {
-        remove_if_idle(&self.slots, id);
+        remove_if_idle(&self.slots, id, 0);
     }
 
     /// Uploads currently locked (for tests and diagnostics).
@@ -107,10 +107,12 @@ impl Locker {
     }
 }
 
-fn remove_if_idle(slots: &Mutex<HashMap<Uuid, Arc<Slot>>>, id: Uuid) {
+/// Forgets the slot if nobody holds or waits for it: only the map and the
+/// caller's `own` references (0 or 1) remain. Checked under the map's lock,
+/// which every newcomer takes to find the slot, so none can slip in.
+fn remove_if_idle(slots: &Mutex<HashMap<Uuid, Arc<Slot>>>, id: Uuid, own: usize) {
     let mut map = slots.lock().expect("lock map");
-    // Only the map itself still refers to the slot: nobody holds or waits.
-    if map.get(&id).is_some_and(|s| Arc::strong_count(s) == 1) {
+    if map.get(&id).is_some_and(|s| Arc::strong_count(s) == 1 + own) {
         map.remove(&id);
     }
 }
@@ -125,8 +127,6 @@ impl Drop for UploadLock {
     fn drop(&mut self) {
         *self.slot.holder.lock().expect("holder") = None;
         self.guard.take();
-        let slot = std::mem::take(&mut self.slot);
-        drop(slot);
-        remove_if_idle(&self.slots, self.id);
+        remove_if_idle(&self.slots, self.id, 1);
     }
 }

@@ -208,7 +208,7 @@ async fn create(
     let location = crate::tus::absolute_upload_url(app, h, &parts.uri, id);
 
     let lock = app.locks.lock(id).await.map_err(|_| Problem::locked())?;
-    let result = write(app, v, rec, body, h, complete, digest, &lock).await;
+    let result = write(app, rec, body, h, complete, digest, &lock).await;
     app.store.flush().await?;
     let rec = result.map_err(|p| p.with_header(LOCATION, &location))?;
     if rec.is_complete() {
@@ -306,7 +306,7 @@ async fn append(
         }
     }
     let was_complete = rec.is_complete();
-    let rec = write(app, v, rec, body, h, complete, digest, &lock).await?;
+    let rec = write(app, rec, body, h, complete, digest, &lock).await?;
     if !was_complete && rec.is_complete() {
         crate::lifecycle::on_complete(app, &rec).await;
     }
@@ -338,10 +338,8 @@ async fn cancel(
 /// Streams the body in, verifies `Content-Digest`, commits, and applies
 /// `Upload-Complete`. Bytes of a cut body are kept; only `?1` with the whole
 /// body completes the upload.
-#[allow(clippy::too_many_arguments)]
 async fn write(
     app: &Arc<App>,
-    _v: Interop,
     rec: UploadRecord,
     body: Incoming,
     h: &HeaderMap,
