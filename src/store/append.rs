@@ -1,10 +1,12 @@
 //! Where request bodies become upload bytes.
 //!
-//! The async side reads body frames and hands them, without copying, to a
-//! blocking writer thread that appends them to the upload's file and feeds
-//! the upload's running SHA-256 (and the request checksum, if any). The
-//! channel between the two is short, so memory per upload stays bounded
-//! whatever the size of the body.
+//! The connection's task copies each body frame once into page-aligned
+//! [`Block`]s (see `block.rs`) and gives the frame straight back to hyper.
+//! Full blocks go, shared and not copied again, to two threads: one feeds the
+//! upload's running SHA-256 (and the request checksum, if any), the other
+//! writes them to the upload's file with `O_DIRECT`, joining queued blocks
+//! into larger writes. The socket, the hash and the disk thus overlap, and
+//! memory per upload is a few blocks whatever the size of the body.
 //!
 //! Bytes are first *staged*: written past the committed offset. `commit`
 //! syncs them and only then stores the new offset; `discard` cuts them off
@@ -12,19 +14,24 @@
 //! stream so a crash or a dead client loses little.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, IoSlice, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::pin::pin;
 use std::sync::Arc;
+use std::sync::mpsc as sync_mpsc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body_util::BodyExt;
 use hyper::body::Body;
-use tokio::sync::mpsc;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::block::{ALIGN, BLOCK_SIZE, Block, Blocks};
 use super::{Offset, Result, Store, StoreError, Timestamp, UploadRecord};
 use crate::digest::{Algorithm, ChunkHasher, Sha256Stream};
 use crate::events::Events;
@@ -32,8 +39,10 @@ use crate::events::Events;
 /// Sync and record progress at least this often while a long body streams.
 const CHECKPOINT_BYTES: u64 = 64 << 20;
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
-/// Body frames in flight between the socket and the writer thread.
-const PIPELINE_DEPTH: usize = 4;
+/// Largest single write the disk thread makes of queued blocks.
+const MAX_WRITE: usize = 4 << 20;
+/// Without `O_DIRECT`, start writing dirty pages to disk every this many bytes.
+const WRITEBACK_BYTES: u64 = 8 << 20;
 
 /// How one request may append.
 pub struct AppendPlan {
@@ -93,24 +102,26 @@ where
     B: Body<Data = Bytes>,
     B::Error: std::fmt::Display,
 {
-    let start = record.offset.0;
-    let (tx, rx) = mpsc::channel::<Bytes>(PIPELINE_DEPTH);
-    let writer = {
-        let store = store.clone();
-        let record = record.clone();
-        let checkpoints = (!plan.verify_before_commit).then(|| plan.progress.clone());
-        let checksum = plan.checksum.map(Algorithm::hasher);
-        tokio::task::spawn_blocking(move || write_loop(store, record, rx, checksum, checkpoints))
-    };
-
+    let checkpoints = !plan.verify_before_commit;
+    let mut app = Appender::new(store, record, plan.checksum, plan.progress);
     let mut body = pin!(body);
     let mut received = 0u64;
     let mut end = BodyEnd::Finished;
     let mut trailers = None;
     loop {
+        // A slow body still gets recorded (and shows progress) every second.
+        let due = (checkpoints && app.unrecorded())
+            .then(|| CHECKPOINT_EVERY.saturating_sub(app.last_checkpoint.elapsed()));
         let next = tokio::select! {
             biased;
             _ = cancel.cancelled() => { end = BodyEnd::Interrupted; break; }
+            _ = sleep_opt(due) => {
+                if let Err(e) = app.checkpoint().await {
+                    end = BodyEnd::StorageFailed(e.to_string());
+                    break;
+                }
+                continue;
+            }
             next = tokio::time::timeout(plan.read_timeout, body.frame()) => next,
         };
         let frame = match next {
@@ -126,18 +137,25 @@ where
             Ok(Some(Ok(frame))) => frame,
         };
         match frame.into_data() {
-            Ok(mut data) => {
+            Ok(data) => {
                 let room = plan.limit - received;
                 let over = data.len() as u64 > room;
-                if over {
-                    data.truncate(room as usize);
-                }
+                let data = if over { &data[..room as usize] } else { &data[..] };
                 received += data.len() as u64;
-                if !data.is_empty() && tx.send(data).await.is_err() {
-                    break; // the writer failed; its error is reported below
+                if let Err(e) = app.push(data).await {
+                    end = BodyEnd::StorageFailed(e.to_string());
+                    break;
                 }
                 if over {
                     end = BodyEnd::OverLimit;
+                    break;
+                }
+                if checkpoints
+                    && (app.written - app.recorded >= CHECKPOINT_BYTES
+                        || app.last_checkpoint.elapsed() >= CHECKPOINT_EVERY)
+                    && let Err(e) = app.checkpoint().await
+                {
+                    end = BodyEnd::StorageFailed(e.to_string());
                     break;
                 }
             }
@@ -148,17 +166,21 @@ where
             }
         }
     }
-    drop(tx);
 
-    let done = writer.await.map_err(|e| StoreError::Io(io::Error::other(format!("writer thread: {e}"))))?;
-    if let Some(err) = done.error {
-        end = BodyEnd::StorageFailed(err.to_string());
-    }
+    let done = app.finish().await;
+    let written = match done.error {
+        None => done.written,
+        Some(e) => {
+            // Nothing past the last checkpoint is known to be on disk.
+            end = BodyEnd::StorageFailed(e.to_string());
+            done.record.offset.0 - done.start
+        }
+    };
     Ok(Staged {
-        store,
+        store: done.store,
         record: done.record,
-        start,
-        written: done.written,
+        start: done.start,
+        written,
         sha256_after: done.sha256,
         checksum: done.checksum.map(|h| (plan.checksum.expect("hasher implies algorithm"), h.finalize())),
         file: done.file,
@@ -167,8 +189,38 @@ where
     })
 }
 
-struct WriterDone {
+async fn sleep_opt(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The async side of one append: fills blocks and feeds the pipeline.
+struct Appender {
+    store: Arc<Store>,
+    /// The record as last committed (checkpoints move it forward).
     record: UploadRecord,
+    start: u64,
+    /// Bytes of this request handed to the pipeline or sitting in `current`.
+    written: u64,
+    /// Bytes of this request recorded by the last checkpoint.
+    recorded: u64,
+    last_checkpoint: Instant,
+    checksum: Option<Algorithm>,
+    progress: Option<Arc<Events>>,
+    blocks: Blocks,
+    /// The block being filled.
+    current: Option<Block>,
+    /// Where the next block starts once `current` was sent full.
+    next_offset: u64,
+    pipeline: Option<Pipeline>,
+}
+
+struct AppendDone {
+    store: Arc<Store>,
+    record: UploadRecord,
+    start: u64,
     written: u64,
     sha256: Sha256Stream,
     checksum: Option<ChunkHasher>,
@@ -176,233 +228,358 @@ struct WriterDone {
     error: Option<io::Error>,
 }
 
-fn write_loop(
-    store: Arc<Store>,
-    record: UploadRecord,
-    mut rx: mpsc::Receiver<Bytes>,
-    checksum: Option<ChunkHasher>,
-    // `None`: no checkpoints (the bytes wait for verification).
-    checkpoints: Option<Option<Arc<Events>>>,
-) -> WriterDone {
-    let runtime = tokio::runtime::Handle::current();
-    let mut w = Writer {
-        start: record.offset.0,
-        hasher: Hasher::Inline(record.sha256.clone(), checksum),
-        writeback_from: 0,
-        store,
-        record,
-        written: 0,
-        file: None,
-        last_checkpoint: (0, Instant::now()),
-    };
-    let mut error = None;
-    loop {
-        let data = match rx.try_recv() {
-            Ok(data) => data,
-            Err(mpsc::error::TryRecvError::Disconnected) => break,
-            Err(mpsc::error::TryRecvError::Empty) => {
-                // The client is slower than the disk. If bytes wait for a
-                // checkpoint, wait only until one is due, so a slow body
-                // still gets recorded (and shows progress) every second.
-                let pending = checkpoints.is_some() && w.written > w.last_checkpoint.0;
-                if !pending {
-                    match rx.blocking_recv() {
-                        Some(data) => data,
-                        None => break,
-                    }
-                } else {
-                    let due = CHECKPOINT_EVERY.saturating_sub(w.last_checkpoint.1.elapsed());
-                    match runtime.block_on(tokio::time::timeout(due, rx.recv())) {
-                        Ok(Some(data)) => data,
-                        Ok(None) => break,
-                        Err(_) => {
-                            if let Err(e) = w.checkpoint(checkpoints.as_ref().and_then(Option::as_ref)) {
-                                error = Some(e);
-                                break;
-                            }
-                            continue;
-                        }
-                    }
-                }
-            }
-        };
-        if let Err(e) = w.write(&data) {
-            error = Some(e);
-            break;
-        }
-        if let Some(progress) = &checkpoints
-            && (w.written - w.last_checkpoint.0 >= CHECKPOINT_BYTES
-                || w.last_checkpoint.1.elapsed() >= CHECKPOINT_EVERY)
-            && let Err(e) = w.checkpoint(progress.as_ref())
-        {
-            error = Some(e);
-            break;
+impl Appender {
+    fn new(
+        store: Arc<Store>,
+        record: UploadRecord,
+        checksum: Option<Algorithm>,
+        progress: Option<Arc<Events>>,
+    ) -> Appender {
+        let start = record.offset.0;
+        Appender {
+            store,
+            record,
+            start,
+            written: 0,
+            recorded: 0,
+            last_checkpoint: Instant::now(),
+            checksum,
+            progress,
+            blocks: Blocks::default(),
+            current: None,
+            next_offset: 0,
+            pipeline: None,
         }
     }
-    let (sha256, checksum) = w.hasher.finish();
-    WriterDone { record: w.record, written: w.written, sha256, checksum, file: w.file, error }
-}
 
-/// The blocking side of one append.
-struct Writer {
-    store: Arc<Store>,
-    record: UploadRecord,
-    start: u64,
-    written: u64,
-    hasher: Hasher,
-    file: Option<File>,
-    /// Bytes from here on have not been handed to the disk yet.
-    writeback_from: u64,
-    /// (bytes written, when) at the last checkpoint.
-    last_checkpoint: (u64, Instant),
-}
+    fn unrecorded(&self) -> bool {
+        self.written > self.recorded
+    }
 
-impl Writer {
-    fn write(&mut self, data: &Bytes) -> io::Result<()> {
-        let f = match &mut self.file {
-            Some(f) => f,
-            None => self.file.insert(open_at(&self.store.file_path(self.record.id), self.start)?),
-        };
-        // A failed write may leave bytes past `written`; the next append cuts them off.
-        f.write_all(data)?;
-        self.written += data.len() as u64;
-        if self.written - self.writeback_from >= WRITEBACK_BYTES {
-            start_writeback(f, self.start + self.writeback_from, self.written - self.writeback_from);
-            self.writeback_from = self.written;
+    async fn push(&mut self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            let block = match &mut self.current {
+                Some(b) => b,
+                None => {
+                    let b = match &self.pipeline {
+                        None => self.start_pipeline().await?,
+                        Some(_) => self.blocks.next(self.next_offset).await?,
+                    };
+                    self.current.insert(b)
+                }
+            };
+            let n = block.fill(data);
+            data = &data[n..];
+            self.written += n as u64;
+            if block.is_full() {
+                let block = self.current.take().expect("current block");
+                self.next_offset = block.offset() + BLOCK_SIZE as u64;
+                self.send(block)?;
+            }
         }
-        // Past the first megabyte, hashing moves to its own thread: SHA-256
-        // costs more CPU than the write, and the two then overlap.
-        if self.written > HASH_THREAD_AFTER
-            && let Hasher::Inline(..) = self.hasher
-        {
-            self.hasher.go_parallel();
+        Ok(())
+    }
+
+    /// Opens the file and starts the threads; returns the first block,
+    /// which starts at the page of the committed offset.
+    async fn start_pipeline(&mut self) -> io::Result<Block> {
+        let path = self.store.file_path(self.record.id);
+        let start = self.start;
+        let (file, head) = tokio::task::spawn_blocking(move || DataFile::open(&path, start))
+            .await
+            .map_err(io::Error::other)??;
+        let first = self.blocks.first(start, &head).await?;
+        let checksum = self.checksum.map(Algorithm::hasher);
+        self.pipeline = Some(Pipeline::start(file, self.record.sha256.clone(), checksum));
+        Ok(first)
+    }
+
+    fn send(&self, block: Block) -> io::Result<()> {
+        let pipeline = self.pipeline.as_ref().expect("a block implies a pipeline");
+        pipeline.send(block).map_err(|()| io::Error::other("the disk writer stopped"))
+    }
+
+    /// Sends the partly filled block, if it has new bytes; its last partial
+    /// page stays as the start of the next block.
+    async fn send_partial(&mut self) -> io::Result<()> {
+        let Some(block) = self.current.take() else { return Ok(()) };
+        if block.unhashed().is_empty() {
+            self.current = Some(block);
+            return Ok(());
         }
-        self.hasher.update(data);
+        let carry =
+            if block.aligned_len() < block.len() { Some(self.blocks.after(&block).await?) } else { None };
+        self.next_offset = block.offset() + block.len() as u64;
+        self.send(block)?;
+        self.current = carry;
         Ok(())
     }
 
     /// Syncs what was written, then records it as the upload's offset.
-    fn checkpoint(&mut self, progress: Option<&Arc<Events>>) -> io::Result<()> {
-        let Some(f) = &self.file else { return Ok(()) };
-        f.sync_data()?;
+    async fn checkpoint(&mut self) -> io::Result<()> {
+        if !self.unrecorded() {
+            self.last_checkpoint = Instant::now();
+            return Ok(());
+        }
+        self.send_partial().await?;
+        let pipeline = self.pipeline.as_ref().expect("bytes imply a pipeline");
+        let sha256 = pipeline.sync().await?;
         self.record.offset = Offset(self.start + self.written);
-        self.record.sha256 = self.hasher.snapshot();
+        self.record.sha256 = sha256;
         self.record.updated_at = Timestamp::now();
-        let stored = self.store.put(&self.record).and_then(|()| self.store.flush_blocking());
-        stored.map_err(|e| io::Error::other(e.to_string()))?;
-        self.last_checkpoint = (self.written, Instant::now());
-        if let Some(events) = progress {
+        self.store.put(&self.record).map_err(|e| io::Error::other(e.to_string()))?;
+        self.store.flush().await.map_err(|e| io::Error::other(e.to_string()))?;
+        self.recorded = self.written;
+        self.last_checkpoint = Instant::now();
+        if let Some(events) = &self.progress {
             events.progress(&self.record);
+        }
+        Ok(())
+    }
+
+    /// Writes what is left, stops the threads and hands back what they hold.
+    async fn finish(mut self) -> AppendDone {
+        let mut error = self.send_partial().await.err();
+        self.current = None;
+        let (sha256, checksum, file) = match self.pipeline.take() {
+            Some(p) => {
+                let (file, disk_error, sha256, checksum) = p.finish().await;
+                error = error.or(disk_error);
+                (sha256, checksum, file)
+            }
+            None => (self.record.sha256.clone(), None, None),
+        };
+        AppendDone {
+            store: self.store,
+            record: self.record,
+            start: self.start,
+            written: self.written,
+            sha256,
+            // A request with a planned checksum but no bytes still gets a digest (of nothing).
+            checksum: checksum.or_else(|| self.checksum.map(Algorithm::hasher)),
+            file,
+            error,
+        }
+    }
+}
+
+/// The upload's file, opened for one append.
+struct DataFile {
+    /// For the last partial page of a write, reads and syncs.
+    buffered: File,
+    /// `O_DIRECT`, if the file system has it (tmpfs before Linux 6.6 does not).
+    direct: Option<File>,
+    /// Without `O_DIRECT`: bytes from here on were not handed to the disk yet.
+    writeback_from: u64,
+}
+
+impl DataFile {
+    /// Opens the file, cuts off anything past `start` (a tail a crash or a
+    /// discarded chunk left), and returns the bytes of `start`'s page that
+    /// come before it: direct writes rewrite that page whole.
+    fn open(path: &Path, start: u64) -> io::Result<(DataFile, Vec<u8>)> {
+        let buffered = OpenOptions::new().read(true).write(true).open(path)?;
+        buffered.set_len(start)?;
+        let direct = match OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(path) {
+            Ok(f) => Some(f),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => None,
+            Err(e) => return Err(e),
+        };
+        let page = start - start % ALIGN;
+        let mut head = vec![0u8; (start - page) as usize];
+        buffered.read_exact_at(&mut head, page)?;
+        Ok((DataFile { buffered, direct, writeback_from: start }, head))
+    }
+
+    /// Writes consecutive blocks: whole pages directly, a last partial page
+    /// through the page cache.
+    fn write_run(&mut self, run: &[Arc<Block>]) -> io::Result<()> {
+        let offset = run[0].offset();
+        let last = run.last().expect("a run has blocks");
+        let end = last.offset() + last.len() as u64;
+        let Some(direct) = &self.direct else {
+            let mut slices: Vec<IoSlice> = run.iter().map(|b| IoSlice::new(b.data())).collect();
+            write_all_at(&self.buffered, &mut slices, offset)?;
+            if end - self.writeback_from >= WRITEBACK_BYTES {
+                start_writeback(&self.buffered, self.writeback_from, end - self.writeback_from);
+                self.writeback_from = end;
+            }
+            return Ok(());
+        };
+        let (whole, tail) = last.data().split_at(last.aligned_len());
+        let mut slices: Vec<IoSlice> = run[..run.len() - 1].iter().map(|b| IoSlice::new(b.data())).collect();
+        if !whole.is_empty() {
+            slices.push(IoSlice::new(whole));
+        }
+        if !slices.is_empty() {
+            write_all_at(direct, &mut slices, offset)?;
+        }
+        if !tail.is_empty() {
+            self.buffered.write_all_at(tail, last.offset() + whole.len() as u64)?;
         }
         Ok(())
     }
 }
 
-/// Start writing dirty pages to disk every this many bytes.
-const WRITEBACK_BYTES: u64 = 8 << 20;
+/// `pwritev` until every slice is written (at most `IOV_MAX`, 1024 on Linux, per call).
+fn write_all_at(file: &File, mut slices: &mut [IoSlice<'_>], mut offset: u64) -> io::Result<()> {
+    while !slices.is_empty() {
+        let count = slices.len().min(1024) as libc::c_int;
+        // SAFETY: `IoSlice` is ABI-compatible with `iovec` on Unix, and the
+        // slices outlive the call.
+        let n =
+            unsafe { libc::pwritev(file.as_raw_fd(), slices.as_ptr().cast(), count, offset as libc::off_t) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, "the disk took no bytes"));
+        }
+        offset += n as u64;
+        IoSlice::advance_slices(&mut slices, n as usize);
+    }
+    Ok(())
+}
 
 /// Asks the kernel to start writing a range to disk without waiting for it,
-/// so the `fdatasync` before an acknowledgement finds little left to do and
-/// the writer does not stall on a gigabyte of dirty pages at the end.
+/// so the `fdatasync` before an acknowledgement finds little left to do.
 fn start_writeback(f: &File, offset: u64, len: u64) {
-    use std::os::fd::AsRawFd;
     // SAFETY: a plain syscall on an open descriptor; failure only loses the hint.
     unsafe {
         libc::sync_file_range(f.as_raw_fd(), offset as i64, len as i64, libc::SYNC_FILE_RANGE_WRITE);
     }
 }
 
-/// Bodies smaller than this are hashed on the writer thread.
-const HASH_THREAD_AFTER: u64 = 1 << 20;
-
-/// The upload's running SHA-256 (and a request checksum), fed with the same
-/// `Bytes` the writer writes: no copy, only a reference count.
-// One per writer thread: boxing the inline state would only add an allocation.
-#[allow(clippy::large_enum_variant)]
-enum Hasher {
-    Inline(Sha256Stream, Option<ChunkHasher>),
-    Thread(
-        std::sync::mpsc::SyncSender<HashMsg>,
-        std::thread::JoinHandle<(Sha256Stream, Option<ChunkHasher>)>,
-    ),
-    /// Only for the moment of switching to a thread.
-    Gone,
+enum DiskMsg {
+    Block(Arc<Block>),
+    /// fdatasync everything written before this message.
+    Sync(oneshot::Sender<io::Result<()>>),
 }
 
 enum HashMsg {
-    Data(Bytes),
-    Snapshot(std::sync::mpsc::SyncSender<Sha256Stream>),
+    Block(Arc<Block>),
+    /// The SHA-256 state after every block before this message.
+    Snapshot(oneshot::Sender<Sha256Stream>),
 }
 
-impl Hasher {
-    fn update(&mut self, data: &Bytes) {
-        match self {
-            Hasher::Inline(sha, chunk) => {
-                sha.update(data);
-                if let Some(h) = chunk {
+/// The disk thread and the hash thread of one append.
+struct Pipeline {
+    disk: sync_mpsc::Sender<DiskMsg>,
+    hash: sync_mpsc::Sender<HashMsg>,
+    disk_done: JoinHandle<(DataFile, Option<io::Error>)>,
+    hash_done: JoinHandle<(Sha256Stream, Option<ChunkHasher>)>,
+}
+
+impl Pipeline {
+    fn start(file: DataFile, sha256: Sha256Stream, checksum: Option<ChunkHasher>) -> Pipeline {
+        // Unbounded channels: the blocks themselves are the bound (`Blocks`).
+        let (disk, disk_rx) = sync_mpsc::channel();
+        let (hash, hash_rx) = sync_mpsc::channel();
+        Pipeline {
+            disk,
+            hash,
+            disk_done: tokio::task::spawn_blocking(move || disk_loop(file, disk_rx)),
+            hash_done: tokio::task::spawn_blocking(move || hash_loop(hash_rx, sha256, checksum)),
+        }
+    }
+
+    fn send(&self, block: Block) -> std::result::Result<(), ()> {
+        let block = Arc::new(block);
+        self.hash.send(HashMsg::Block(block.clone())).map_err(drop)?;
+        self.disk.send(DiskMsg::Block(block)).map_err(drop)
+    }
+
+    /// Waits until everything sent is on disk and hashed; returns the hash state.
+    async fn sync(&self) -> io::Result<Sha256Stream> {
+        let stopped = || io::Error::other("the disk writer stopped");
+        let (synced_tx, synced) = oneshot::channel();
+        let (hashed_tx, hashed) = oneshot::channel();
+        self.disk.send(DiskMsg::Sync(synced_tx)).map_err(|_| stopped())?;
+        self.hash.send(HashMsg::Snapshot(hashed_tx)).map_err(|_| stopped())?;
+        synced.await.map_err(|_| stopped())??;
+        hashed.await.map_err(|_| io::Error::other("the hashing thread stopped"))
+    }
+
+    async fn finish(self) -> (Option<File>, Option<io::Error>, Sha256Stream, Option<ChunkHasher>) {
+        let Pipeline { disk, hash, disk_done, hash_done } = self;
+        drop((disk, hash));
+        let (file, error) = match disk_done.await {
+            Ok((file, error)) => (Some(file.buffered), error),
+            Err(e) => (None, Some(io::Error::other(format!("disk thread: {e}")))),
+        };
+        let (sha256, checksum) = hash_done.await.expect("hashing thread");
+        (file, error, sha256, checksum)
+    }
+}
+
+/// Writes blocks in order; joins the ones already queued into one write.
+/// Stops at the first error (dropping the queue, which frees its blocks).
+fn disk_loop(mut file: DataFile, rx: sync_mpsc::Receiver<DiskMsg>) -> (DataFile, Option<io::Error>) {
+    let mut run: Vec<Arc<Block>> = Vec::with_capacity(MAX_WRITE / BLOCK_SIZE);
+    let mut held = None;
+    loop {
+        let msg = match held.take() {
+            Some(msg) => msg,
+            None => match rx.recv() {
+                Ok(msg) => msg,
+                Err(_) => return (file, None),
+            },
+        };
+        match msg {
+            DiskMsg::Sync(reply) => {
+                let _ = reply.send(file.buffered.sync_data());
+            }
+            DiskMsg::Block(block) => {
+                run.push(block);
+                while let Some(last) = run.last()
+                    && last.is_full()
+                    && run.len() * BLOCK_SIZE < MAX_WRITE
+                {
+                    match rx.try_recv() {
+                        Ok(DiskMsg::Block(next)) if next.offset() == last.offset() + BLOCK_SIZE as u64 => {
+                            run.push(next)
+                        }
+                        Ok(other) => {
+                            held = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let result = file.write_run(&run);
+                run.clear();
+                if let Err(e) = result {
+                    return (file, Some(e));
+                }
+            }
+        }
+    }
+}
+
+fn hash_loop(
+    rx: sync_mpsc::Receiver<HashMsg>,
+    mut sha256: Sha256Stream,
+    mut checksum: Option<ChunkHasher>,
+) -> (Sha256Stream, Option<ChunkHasher>) {
+    for msg in rx {
+        match msg {
+            HashMsg::Block(block) => {
+                let data = block.unhashed();
+                sha256.update(data);
+                if let Some(h) = &mut checksum {
                     h.update(data);
                 }
             }
-            Hasher::Thread(tx, _) => {
-                let _ = tx.send(HashMsg::Data(data.clone()));
+            HashMsg::Snapshot(reply) => {
+                let _ = reply.send(sha256.clone());
             }
-            Hasher::Gone => {}
         }
     }
-
-    fn go_parallel(&mut self) {
-        let Hasher::Inline(mut sha, mut chunk) = std::mem::replace(self, Hasher::Gone) else { return };
-        let (tx, rx) = std::sync::mpsc::sync_channel::<HashMsg>(PIPELINE_DEPTH);
-        let handle = std::thread::spawn(move || {
-            for msg in rx {
-                match msg {
-                    HashMsg::Data(d) => {
-                        sha.update(&d);
-                        if let Some(h) = &mut chunk {
-                            h.update(&d);
-                        }
-                    }
-                    HashMsg::Snapshot(reply) => {
-                        let _ = reply.send(sha.clone());
-                    }
-                }
-            }
-            (sha, chunk)
-        });
-        *self = Hasher::Thread(tx, handle);
-    }
-
-    /// The SHA-256 state after everything written so far.
-    fn snapshot(&self) -> Sha256Stream {
-        match self {
-            Hasher::Inline(sha, _) => sha.clone(),
-            Hasher::Thread(tx, _) => {
-                let (reply_tx, reply_rx) = std::sync::mpsc::sync_channel(1);
-                let _ = tx.send(HashMsg::Snapshot(reply_tx));
-                reply_rx.recv().expect("hashing thread alive")
-            }
-            Hasher::Gone => unreachable!("hasher used after it failed"),
-        }
-    }
-
-    fn finish(self) -> (Sha256Stream, Option<ChunkHasher>) {
-        match self {
-            Hasher::Inline(sha, chunk) => (sha, chunk),
-            Hasher::Thread(tx, handle) => {
-                drop(tx);
-                handle.join().expect("hashing thread")
-            }
-            Hasher::Gone => unreachable!("hasher used after it failed"),
-        }
-    }
-}
-
-fn open_at(path: &Path, offset: u64) -> io::Result<File> {
-    let mut f = OpenOptions::new().write(true).open(path)?;
-    // Drop any tail a crash or a discarded chunk left past the committed offset.
-    f.set_len(offset)?;
-    f.seek(SeekFrom::Start(offset))?;
-    Ok(f)
+    (sha256, checksum)
 }
 
 impl Staged {
@@ -533,4 +710,57 @@ pub fn assemble(
     }
     out.sync_data()?;
     Ok(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sends `data` from `start` through `write_run` as the appender would:
+    /// full blocks, then a partial one whose last page the next block carries.
+    async fn write_through(file: &mut DataFile, start: u64, head: &[u8], data: &[u8], pause_at: usize) {
+        let blocks = Blocks::default();
+        let mut block = blocks.first(start, head).await.unwrap();
+        for (i, byte) in data.iter().enumerate() {
+            if i == pause_at {
+                let carry = blocks.after(&block).await.unwrap();
+                file.write_run(&[Arc::new(block)]).unwrap();
+                block = carry;
+            }
+            block.fill(std::slice::from_ref(byte));
+            if block.is_full() {
+                let next = block.offset() + BLOCK_SIZE as u64;
+                file.write_run(&[Arc::new(block)]).unwrap();
+                block = blocks.next(next).await.unwrap();
+            }
+        }
+        file.write_run(&[Arc::new(block)]).unwrap();
+    }
+
+    /// Both write paths (direct pages plus a buffered tail, and buffered
+    /// only, for file systems without `O_DIRECT`) store exactly the bytes.
+    #[tokio::test]
+    async fn direct_and_buffered_paths_store_the_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..600_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        for direct in [true, false] {
+            let path = dir.path().join(format!("f-{direct}"));
+            std::fs::write(&path, &data[..5_000]).unwrap();
+            // Resume at 5,000 (mid-page), pause mid-page once, then resume again.
+            let (mut file, head) = DataFile::open(&path, 5_000).unwrap();
+            assert_eq!(head, &data[4096..5_000]);
+            if !direct {
+                file.direct = None;
+            }
+            write_through(&mut file, 5_000, &head, &data[5_000..300_001], 100_003).await;
+            drop(file);
+            let (mut file, head) = DataFile::open(&path, 300_001).unwrap();
+            if !direct {
+                file.direct = None;
+            }
+            write_through(&mut file, 300_001, &head, &data[300_001..], 262_144).await;
+            file.buffered.sync_data().unwrap();
+            assert!(std::fs::read(&path).unwrap() == data, "direct: {direct}");
+        }
+    }
 }

@@ -6,6 +6,7 @@
 //! next append) but never a recorded offset beyond the bytes on disk.
 
 pub mod append;
+mod block;
 mod flusher;
 pub mod record;
 
