@@ -28,7 +28,6 @@ use http::HeaderMap;
 use http_body_util::BodyExt;
 use hyper::body::Body;
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::block::{ALIGN, BLOCK_SIZE, Block, Blocks};
@@ -299,19 +298,30 @@ impl Appender {
         pipeline.send(block).map_err(|()| io::Error::other("the disk writer stopped"))
     }
 
-    /// Sends the partly filled block, if it has new bytes; its last partial
-    /// page stays as the start of the next block.
-    async fn send_partial(&mut self) -> io::Result<()> {
+    /// Sends the partly filled block, if it has new bytes. With `carry`, its
+    /// last partial page becomes the start of the next block.
+    async fn send_partial(&mut self, carry: bool) -> io::Result<()> {
         let Some(block) = self.current.take() else { return Ok(()) };
         if block.unhashed().is_empty() {
             self.current = Some(block);
             return Ok(());
         }
-        let carry =
-            if block.aligned_len() < block.len() { Some(self.blocks.after(&block).await?) } else { None };
-        self.next_offset = block.offset() + block.len() as u64;
+        // Copied out before the block is sent: waiting for a new block while
+        // holding this one could wait forever when the shared budget is spent.
+        let aligned = block.aligned_len();
+        let mut tail = [0u8; ALIGN as usize];
+        let tail = {
+            let rest = &block.data()[aligned..];
+            tail[..rest.len()].copy_from_slice(rest);
+            &tail[..rest.len()]
+        };
+        let end = block.offset() + block.len() as u64;
         self.send(block)?;
-        self.current = carry;
+        if carry && !tail.is_empty() {
+            self.current = Some(self.blocks.first(end, tail).await?);
+        } else {
+            self.next_offset = end;
+        }
         Ok(())
     }
 
@@ -321,7 +331,7 @@ impl Appender {
             self.last_checkpoint = Instant::now();
             return Ok(());
         }
-        self.send_partial().await?;
+        self.send_partial(true).await?;
         let pipeline = self.pipeline.as_ref().expect("bytes imply a pipeline");
         let sha256 = pipeline.sync().await?;
         self.record.offset = Offset(self.start + self.written);
@@ -339,7 +349,7 @@ impl Appender {
 
     /// Writes what is left, stops the threads and hands back what they hold.
     async fn finish(mut self) -> AppendDone {
-        let mut error = self.send_partial().await.err();
+        let mut error = self.send_partial(false).await.err();
         self.current = None;
         let (sha256, checksum, file) = match self.pipeline.take() {
             Some(p) => {
@@ -470,8 +480,27 @@ enum HashMsg {
 struct Pipeline {
     disk: sync_mpsc::Sender<DiskMsg>,
     hash: sync_mpsc::Sender<HashMsg>,
-    disk_done: JoinHandle<(DataFile, Option<io::Error>)>,
-    hash_done: JoinHandle<(Sha256Stream, Option<ChunkHasher>)>,
+    disk_done: oneshot::Receiver<(DataFile, Option<io::Error>)>,
+    hash_done: oneshot::Receiver<(Sha256Stream, Option<ChunkHasher>)>,
+}
+
+/// Runs `f` on a new thread and hands its result to the returned receiver.
+/// Not tokio's blocking pool: these threads live as long as a request body,
+/// and with many slow uploads they could take every pool thread from the
+/// short jobs (syncs, file opens) that finish requests.
+fn spawn_stage<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> oneshot::Receiver<T> {
+    let (tx, rx) = oneshot::channel();
+    let spawned = std::thread::Builder::new().name(name.into()).stack_size(256 << 10).spawn(move || {
+        let _ = tx.send(f());
+    });
+    if let Err(e) = spawned {
+        // The receiver reports a stopped thread; the request fails with a storage error.
+        tracing::error!(error = %e, "could not start an upload thread");
+    }
+    rx
 }
 
 impl Pipeline {
@@ -482,8 +511,8 @@ impl Pipeline {
         Pipeline {
             disk,
             hash,
-            disk_done: tokio::task::spawn_blocking(move || disk_loop(file, disk_rx)),
-            hash_done: tokio::task::spawn_blocking(move || hash_loop(hash_rx, sha256, checksum)),
+            disk_done: spawn_stage("tusk-disk", move || disk_loop(file, disk_rx)),
+            hash_done: spawn_stage("tusk-hash", move || hash_loop(hash_rx, sha256, checksum)),
         }
     }
 
@@ -509,10 +538,14 @@ impl Pipeline {
         drop((disk, hash));
         let (file, error) = match disk_done.await {
             Ok((file, error)) => (Some(file.buffered), error),
-            Err(e) => (None, Some(io::Error::other(format!("disk thread: {e}")))),
+            Err(_) => (None, Some(io::Error::other("the disk thread stopped"))),
         };
-        let (sha256, checksum) = hash_done.await.expect("hashing thread");
-        (file, error, sha256, checksum)
+        match hash_done.await {
+            Ok((sha256, checksum)) => (file, error, sha256, checksum),
+            Err(_) => {
+                (None, Some(io::Error::other("the hashing thread stopped")), Sha256Stream::default(), None)
+            }
+        }
     }
 }
 
@@ -723,9 +756,10 @@ mod tests {
         let mut block = blocks.first(start, head).await.unwrap();
         for (i, byte) in data.iter().enumerate() {
             if i == pause_at {
-                let carry = blocks.after(&block).await.unwrap();
+                let aligned = block.aligned_len();
+                let (end, tail) = (block.offset() + block.len() as u64, block.data()[aligned..].to_vec());
                 file.write_run(&[Arc::new(block)]).unwrap();
-                block = carry;
+                block = blocks.first(end, &tail).await.unwrap();
             }
             block.fill(std::slice::from_ref(byte));
             if block.is_full() {

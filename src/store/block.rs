@@ -199,17 +199,8 @@ impl Blocks {
         }
     }
 
-    /// The block after `prev` once `prev` is sent: it starts at `prev`'s
-    /// last page boundary and carries the bytes past it.
-    pub async fn after(&self, prev: &Block) -> io::Result<Block> {
-        let aligned = prev.aligned_len();
-        let mut block = self.next(prev.offset + aligned as u64).await?;
-        block.carry(&prev.data()[aligned..]);
-        Ok(block)
-    }
-
-    /// A first block at `offset`'s page, starting with the bytes `head`
-    /// already in the file before `offset`.
+    /// A block at `offset`'s page, starting with the bytes `head` of that
+    /// page that are already in the file (and hashed).
     pub async fn first(&self, offset: u64, head: &[u8]) -> io::Result<Block> {
         let mut block = self.next(offset - head.len() as u64).await?;
         block.carry(head);
@@ -236,7 +227,8 @@ mod tests {
         a.fill(&[1u8; 5000]);
         assert_eq!(a.len(), 5010);
         assert_eq!(a.aligned_len(), 4096);
-        let b = blocks.after(&a).await.unwrap();
+        let tail = a.data()[a.aligned_len()..].to_vec();
+        let b = blocks.first(a.offset() + a.len() as u64, &tail).await.unwrap();
         assert_eq!(b.offset(), 8192);
         assert_eq!(b.len(), 914);
         assert!(b.unhashed().is_empty());
