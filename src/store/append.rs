@@ -347,13 +347,15 @@ impl Appender {
         Ok(())
     }
 
-    /// Writes what is left, stops the threads and hands back what they hold.
+    /// Writes what is left, syncs it (while the hash catches up), stops the
+    /// threads and hands back what they hold.
     async fn finish(mut self) -> AppendDone {
         let mut error = self.send_partial(false).await.err();
         self.current = None;
+        let sync = self.unrecorded();
         let (sha256, checksum, file) = match self.pipeline.take() {
             Some(p) => {
-                let (file, disk_error, sha256, checksum) = p.finish().await;
+                let (file, disk_error, sha256, checksum) = p.finish(sync).await;
                 error = error.or(disk_error);
                 (sha256, checksum, file)
             }
@@ -533,13 +535,31 @@ impl Pipeline {
         hashed.await.map_err(|_| io::Error::other("the hashing thread stopped"))
     }
 
-    async fn finish(self) -> (Option<File>, Option<io::Error>, Sha256Stream, Option<ChunkHasher>) {
+    /// Stops the threads once they are done; with `sync`, the disk thread
+    /// syncs the file last, so the sync overlaps the hash's last blocks.
+    async fn finish(
+        self,
+        sync: bool,
+    ) -> (Option<File>, Option<io::Error>, Sha256Stream, Option<ChunkHasher>) {
         let Pipeline { disk, hash, disk_done, hash_done } = self;
+        let synced = sync.then(|| {
+            let (tx, rx) = oneshot::channel();
+            let _ = disk.send(DiskMsg::Sync(tx));
+            rx
+        });
         drop((disk, hash));
-        let (file, error) = match disk_done.await {
+        let (file, mut error) = match disk_done.await {
             Ok((file, error)) => (Some(file.buffered), error),
             Err(_) => (None, Some(io::Error::other("the disk thread stopped"))),
         };
+        if let Some(synced) = synced
+            && error.is_none()
+        {
+            error = match synced.await {
+                Ok(result) => result.err(),
+                Err(_) => Some(io::Error::other("the disk thread stopped before syncing")),
+            };
+        }
         match hash_done.await {
             Ok((sha256, checksum)) => (file, error, sha256, checksum),
             Err(_) => {
@@ -652,17 +672,12 @@ impl Staged {
         Ok(digest)
     }
 
-    /// Syncs the staged bytes, then records the new offset and digest state.
+    /// Records the new offset and digest state; `stage` already synced the bytes.
     pub async fn commit(self) -> Result<UploadRecord> {
-        let Staged { store, mut record, start, written, sha256_after, file, .. } = self;
+        let Staged { store, mut record, start, written, sha256_after, .. } = self;
         let end = start + written;
         if record.offset.0 == end {
             return Ok(record); // nothing new, or the last checkpoint covered it
-        }
-        if let Some(file) = file {
-            tokio::task::spawn_blocking(move || file.sync_data())
-                .await
-                .map_err(|e| StoreError::Io(io::Error::other(e.to_string())))??;
         }
         record.offset = Offset(end);
         record.sha256 = sha256_after;

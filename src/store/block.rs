@@ -29,8 +29,8 @@ pub const BLOCK_SIZE: usize = 256 << 10;
 pub const ALIGN: u64 = 4096;
 /// Blocks one upload may hold (filling, hashing, writing).
 pub const MAX_PER_UPLOAD: usize = 4;
-/// Blocks beyond each upload's first, shared by all uploads: 16 MiB.
-const EXTRA_BLOCKS: usize = 64;
+/// Blocks beyond each upload's first, shared by all uploads: 8 MiB.
+const EXTRA_BLOCKS: usize = 32;
 /// Freed blocks kept for reuse instead of being unmapped: 4 MiB. Fresh
 /// pages cost a page fault each, which is what makes the page cache slow here.
 const POOL_KEEP: usize = 16;
