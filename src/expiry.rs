@@ -29,18 +29,22 @@ pub async fn run(app: Arc<App>) {
 pub async fn sweep_once(app: &Arc<App>) -> Result<usize, crate::store::StoreError> {
     let now = Timestamp::now();
     let expire_after = app.cfg.expire_after;
+    let cutoff = Timestamp(now.0.saturating_sub(expire_after.as_millis() as u64));
     let store = app.store.clone();
-    // Scanning may touch many records: keep it off the async workers.
-    let candidates = tokio::task::spawn_blocking(move || {
-        store
-            .records()
-            .filter_map(|r| r.ok())
-            .filter(|r| r.expires_at(expire_after).is_some_and(|at| at <= now))
-            .map(|r| r.id)
-            .collect::<Vec<_>>()
+    // Reads only the uploads the index says are due; off the async workers.
+    let candidates = tokio::task::spawn_blocking(move || -> Result<Vec<_>, crate::store::StoreError> {
+        let mut due = Vec::new();
+        for (at, id) in store.touched_until(cutoff)? {
+            match store.get(id)? {
+                Some(rec) if !rec.is_complete() && rec.updated_at == at => due.push(id),
+                // Touched again since (a newer key exists), finished, or removed.
+                _ => store.forget_touched(at, id)?,
+            }
+        }
+        Ok(due)
     })
     .await
-    .map_err(|e| crate::store::StoreError::Io(std::io::Error::other(e.to_string())))?;
+    .map_err(|e| crate::store::StoreError::Io(std::io::Error::other(e.to_string())))??;
 
     let mut removed = 0;
     for id in candidates {
