@@ -424,7 +424,17 @@ impl DataFile {
             slices.push(IoSlice::new(whole));
         }
         if !slices.is_empty() {
-            write_all_at(direct, &mut slices, offset)?;
+            match write_all_at(direct, &mut slices, offset) {
+                Ok(()) => {}
+                // Alignment the device does not accept (logical blocks larger
+                // than a page): write this and every later run buffered.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    tracing::warn!(error = %e, "O_DIRECT write refused; writing through the page cache");
+                    self.direct = None;
+                    return self.write_run(run);
+                }
+                Err(e) => return Err(e),
+            }
         }
         if !tail.is_empty() {
             self.buffered.write_all_at(tail, last.offset() + whole.len() as u64)?;
