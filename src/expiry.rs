@@ -34,11 +34,11 @@ pub async fn sweep_once(app: &Arc<App>) -> Result<usize, crate::store::StoreErro
     // Reads only the uploads the index says are due; off the async workers.
     let candidates = tokio::task::spawn_blocking(move || -> Result<Vec<_>, crate::store::StoreError> {
         let mut due = Vec::new();
-        for (at, id) in store.touched_until(cutoff)? {
+        for (at, id) in store.touched_until(cutoff) {
             match store.get(id)? {
                 Some(rec) if !rec.is_complete() && rec.updated_at == at => due.push(id),
                 // Touched again since (a newer key exists), finished, or removed.
-                _ => store.forget_touched(at, id)?,
+                _ => store.forget_touched(at, id),
             }
         }
         Ok(due)

@@ -89,3 +89,20 @@ fn waiting_final_lives_as_long_as_its_parts() {
     // The final whose part was terminated can never complete: it expired.
     assert_eq!(s.head(&f2).status, 410);
 }
+
+/// The sweeper's index of unfinished uploads lives in memory: a restart must
+/// rebuild it, so an upload made before the restart still expires after it.
+#[test]
+fn expires_after_a_restart() {
+    let mut s = Server::start(&["--expire-after", "1h"]);
+    let path = s.create(100, &[]);
+    assert_eq!(s.patch(&path, 0, b"abc", &[]).status, 204);
+    let (done, _) = s.create_resp(&[TUS, ("Upload-Length", "3"), OCTET], b"abc");
+    assert!(s.sigterm().success());
+    let s2 = Server::start_in(&s.dir, &["--expire-after", "2s"]);
+    let gone = poll(Duration::from_secs(8), || (s2.head(&path).status == 410).then_some(()));
+    assert!(gone.is_some(), "not swept after the restart: {:?}", s2.head(&path));
+    assert_eq!(s2.head(&done).status, 200, "a finished upload is never swept");
+    drop(s2);
+    drop(s);
+}

@@ -10,9 +10,11 @@ mod block;
 mod flusher;
 pub mod record;
 
+use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use uuid::Uuid;
 
@@ -61,12 +63,14 @@ pub struct Store {
     project_assets: sled::Tree,
     /// Final uploads waiting for partial uploads to finish (concatenation-unfinished).
     waiting_finals: sled::Tree,
-    /// `updated_at (ms, big-endian) ++ id` of unfinished uploads, so the
-    /// expiry sweeper reads only uploads old enough to be due: scanning
-    /// every record pulled the whole tree into memory (104 MiB RSS after
-    /// 200k POSTs). `put` adds a key each time; keys whose upload has moved
-    /// on (touched again, finished, removed) are deleted by the sweeper.
-    touched: sled::Tree,
+    /// (updated_at, id) of unfinished uploads, so the expiry sweeper reads
+    /// only uploads old enough to be due: scanning every record pulled the
+    /// whole tree into memory (104 MiB RSS after 200k POSTs). `put` adds an
+    /// entry each time; entries whose upload has moved on (touched again,
+    /// finished, removed) are dropped by the sweeper. In memory, rebuilt by
+    /// `reconcile` at start: a sled tree for it cost 7-10 % of POST/s (one
+    /// more insert per request) for a few MiB saved.
+    touched: Mutex<BTreeSet<(u64, Uuid)>>,
     files_dir: PathBuf,
     data_dir: PathBuf,
 }
@@ -92,7 +96,7 @@ impl Store {
             gone: db.open_tree("gone")?,
             waiting_finals: db.open_tree("waiting_finals")?,
             project_assets: db.open_tree("project_assets")?,
-            touched: db.open_tree("touched")?,
+            touched: Mutex::default(),
             db,
             files_dir,
             data_dir: data_dir.to_path_buf(),
@@ -119,30 +123,21 @@ impl Store {
         let bytes = serde_json::to_vec(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.uploads.insert(rec.id.as_bytes(), bytes)?;
         if !rec.is_complete() {
-            self.touched.insert(touched_key(rec.updated_at, rec.id), &[])?;
+            self.touched.lock().expect("touched index").insert((rec.updated_at.0, rec.id));
         }
         Ok(())
     }
 
     /// Unfinished uploads (or stale keys of them) last touched at or before
     /// `cutoff`, oldest first, as (touched at, id).
-    pub fn touched_until(&self, cutoff: Timestamp) -> Result<Vec<(Timestamp, Uuid)>> {
-        let end = touched_key(Timestamp(cutoff.0.saturating_add(1)), Uuid::nil());
-        let mut out = Vec::new();
-        for item in self.touched.range(..end) {
-            let (k, _) = item?;
-            let (at, id) = k.split_at(8);
-            let at = Timestamp(u64::from_be_bytes(at.try_into().expect("8 bytes")));
-            let id = Uuid::from_slice(id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            out.push((at, id));
-        }
-        Ok(out)
+    pub fn touched_until(&self, cutoff: Timestamp) -> Vec<(Timestamp, Uuid)> {
+        let touched = self.touched.lock().expect("touched index");
+        touched.range(..=(cutoff.0, Uuid::max())).map(|&(at, id)| (Timestamp(at), id)).collect()
     }
 
-    /// Drops one key of the `touched` index.
-    pub fn forget_touched(&self, at: Timestamp, id: Uuid) -> Result<()> {
-        self.touched.remove(touched_key(at, id))?;
-        Ok(())
+    /// Drops one entry of the `touched` index.
+    pub fn forget_touched(&self, at: Timestamp, id: Uuid) {
+        self.touched.lock().expect("touched index").remove(&(at.0, id));
     }
 
     /// Makes every earlier `put` durable. Concurrent callers share flushes.
@@ -314,9 +309,7 @@ impl Store {
                 continue;
             }
             if !rec.is_complete() {
-                // Rebuilds the expiry index of a data directory from before it
-                // existed, or a key lost between a record's write and its own.
-                self.touched.insert(touched_key(rec.updated_at, rec.id), &[])?;
+                self.touched.lock().expect("touched index").insert((rec.updated_at.0, rec.id));
             }
             let len = match fs::metadata(self.file_path(rec.id)) {
                 Ok(m) => m.len(),
@@ -341,13 +334,6 @@ impl Store {
         }
         Ok(fixed)
     }
-}
-
-fn touched_key(at: Timestamp, id: Uuid) -> [u8; 24] {
-    let mut k = [0u8; 24];
-    k[..8].copy_from_slice(&at.0.to_be_bytes());
-    k[8..].copy_from_slice(id.as_bytes());
-    k
 }
 
 fn index_key(project: Uuid, id: Uuid) -> [u8; 32] {
