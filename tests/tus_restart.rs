@@ -309,3 +309,36 @@ fn try_create(addr: std::net::SocketAddr) -> Option<String> {
         k.eq_ignore_ascii_case("location").then(|| v.trim().to_string())
     })
 }
+
+/// A crash between a removal's commit and its file's deletion leaves a data
+/// file no record owns; the next start deletes it, and only it.
+#[test]
+fn orphan_data_files_are_deleted_at_start() {
+    let mut s = Server::start(&[]);
+    let kept = s.create(10, &[]);
+    assert_eq!(s.patch(&kept, 0, b"0123456789", &[]).status, 204);
+    let kept_file = s.upload_file(&kept).expect("data file");
+    assert!(s.sigterm().success());
+
+    // An upload id from before the restart whose record is gone, and a file
+    // that is not an upload's: dated two minutes back.
+    let orphan_id = uuid::Uuid::now_v7();
+    let hex = orphan_id.simple().to_string();
+    let shard = s.dir.join("uploads").join(&hex[30..32]).join(&hex[29..30]);
+    let orphan = shard.join(orphan_id.to_string());
+    let stranger = shard.join("notes.txt");
+    let old = std::time::SystemTime::now() - Duration::from_secs(120);
+    for f in [&orphan, &stranger] {
+        std::fs::write(f, b"left behind").unwrap();
+        std::fs::File::options().write(true).open(f).unwrap().set_modified(old).unwrap();
+    }
+
+    let s2 = Server::start_in(&s.dir, &[]);
+    let gone = poll(Duration::from_secs(10), || (!orphan.exists()).then_some(()));
+    assert!(gone.is_some(), "the orphan file was not deleted");
+    assert!(stranger.exists(), "a file that is not an upload's was touched");
+    assert!(kept_file.exists());
+    assert_eq!(s2.get(&kept).body, b"0123456789");
+    drop(s2);
+    drop(s);
+}

@@ -26,6 +26,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Opens the data directory, binds and serves until `stop` fires.
 pub async fn run(cfg: Config, stop: CancellationToken) -> io::Result<()> {
+    // Every upload id made from here on is newer than this (UUIDv7).
+    let started = crate::store::Timestamp::now();
     let data_dir = cfg.data_dir.clone();
     let store = tokio::task::spawn_blocking(move || -> Result<Store, String> {
         let store = Store::open(&data_dir).map_err(|e| format!("cannot open {}: {e}", data_dir.display()))?;
@@ -65,6 +67,15 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> io::Result<()> {
     let app = App::new(cfg, Arc::new(store), keys.clone(), signer, shutdown.clone());
 
     tokio::spawn(crate::expiry::run(app.clone()));
+    // In the background: it reads every shard folder.
+    tokio::task::spawn_blocking({
+        let store = app.store.clone();
+        move || match store.remove_orphan_files(started) {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(files = n, "deleted data files of uploads removed just before a crash"),
+            Err(e) => tracing::error!(error = %e, "looking for orphan data files failed"),
+        }
+    });
     tokio::spawn(keys.watch(shutdown.clone()));
     tokio::spawn({
         let app = app.clone();

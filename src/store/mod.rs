@@ -294,6 +294,45 @@ impl Store {
         }
     }
 
+    /// Deletes data files that no record owns and whose UUIDv7 names date
+    /// from before `before`: left by a crash between a removal's commit and
+    /// its file's deletion. Newer names may belong to a creation in flight
+    /// (the file is made before the record); other names are left alone.
+    pub fn remove_orphan_files(&self, before: Timestamp) -> Result<usize> {
+        let mut removed = 0;
+        for shard in fs::read_dir(&self.files_dir)? {
+            for sub in fs::read_dir(shard?.path())? {
+                let sub = sub?.path();
+                if !sub.is_dir() {
+                    continue;
+                }
+                for file in fs::read_dir(&sub)? {
+                    let file = file?;
+                    let Some(id) = file.file_name().to_str().and_then(|n| Uuid::parse_str(n).ok()) else {
+                        continue;
+                    };
+                    let Some((secs, nanos)) = id.get_timestamp().map(|t| t.to_unix()) else { continue };
+                    if secs * 1000 + u64::from(nanos / 1_000_000) >= before.0
+                        || self.uploads.contains_key(id.as_bytes())?
+                    {
+                        continue;
+                    }
+                    // And not touched for a minute, in case the clock stepped back.
+                    let fresh = file.metadata()?.modified()?.elapsed().map_or(true, |age| age.as_secs() < 60);
+                    if fresh {
+                        continue;
+                    }
+                    match fs::remove_file(file.path()) {
+                        Ok(()) => removed += 1,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     pub fn open_read(&self, id: Uuid) -> io::Result<File> {
         File::open(self.file_path(id))
     }
