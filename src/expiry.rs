@@ -34,11 +34,12 @@ pub async fn sweep_once(app: &Arc<App>) -> Result<usize, crate::store::StoreErro
     // Reads only the uploads the index says are due; off the async workers.
     let candidates = tokio::task::spawn_blocking(move || -> Result<Vec<_>, crate::store::StoreError> {
         let mut due = Vec::new();
-        for (at, id) in store.touched_until(cutoff) {
-            match store.get(id)? {
-                Some(rec) if !rec.is_complete() && rec.updated_at == at => due.push(id),
-                // Touched again since (a newer key exists), finished, or removed.
-                _ => store.forget_touched(at, id),
+        for id in store.take_touched_before(cutoff) {
+            // Touched again since (filed under a later second), finished, or removed: dropped.
+            if let Some(rec) = store.get(id)?
+                && rec.expires_at(expire_after).is_some_and(|at| at <= now)
+            {
+                due.push(id);
             }
         }
         Ok(due)
@@ -48,16 +49,23 @@ pub async fn sweep_once(app: &Arc<App>) -> Result<usize, crate::store::StoreErro
 
     let mut removed = 0;
     for id in candidates {
-        // An upload someone is working on right now is not expired.
-        let Some(_lock) = app.locks.try_lock(id) else { continue };
+        let Some(rec) = app.store.get(id)? else { continue };
+        // An upload someone is working on right now is not expired yet:
+        // filed again, it is looked at in the next pass.
+        let Some(_lock) = app.locks.try_lock(id) else {
+            app.store.touch(rec.updated_at, id);
+            continue;
+        };
         let Some(rec) = app.store.get(id)? else { continue };
         // A final upload waiting for its parts lives as long as they do: it
         // completes when the last one does, however long that takes.
         if let Concat::Final { parts, assembled: false, .. } = &rec.concat
             && parts.iter().any(|p| matches!(app.store.get(*p), Ok(Some(_))))
         {
+            app.store.touch(rec.updated_at, id);
             continue;
         }
+        // Still due (else it was touched meanwhile and filed anew by `put`).
         if rec.expires_at(expire_after).is_some_and(|at| at <= Timestamp::now()) {
             crate::lifecycle::remove(app, id, GoneReason::Expired).await?;
             removed += 1;
