@@ -49,11 +49,12 @@ pub async fn sweep_once(app: &Arc<App>) -> Result<usize, crate::store::StoreErro
 
     let mut removed = 0;
     for id in candidates {
-        let Some(rec) = app.store.get(id)? else { continue };
         // An upload someone is working on right now is not expired yet:
         // filed again, it is looked at in the next pass.
         let Some(_lock) = app.locks.try_lock(id) else {
-            app.store.touch(rec.updated_at, id);
+            if let Some(rec) = app.store.get(id)? {
+                app.store.touch(rec.updated_at, id);
+            }
             continue;
         };
         let Some(rec) = app.store.get(id)? else { continue };
