@@ -226,7 +226,6 @@ pub async fn create(
         crate::store::Concat::None,
     );
     rec.asset = Some(AssetInfo::new(name, language, metadata));
-    app.store.create_file(id)?;
     app.store.put(&rec)?;
     app.store.index_asset(caller.project_id, id)?;
     app.store.flush().await?;

@@ -22,7 +22,10 @@ pub async fn sniff_if_due(app: &App, rec: &mut UploadRecord) -> Result<(), Store
     let prefix = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
         use std::io::Read;
         let mut buf = vec![0u8; len];
-        std::fs::File::open(path)?.read_exact(&mut buf)?;
+        if len > 0 {
+            // An empty upload may have no file.
+            std::fs::File::open(path)?.read_exact(&mut buf)?;
+        }
         Ok(buf)
     })
     .await

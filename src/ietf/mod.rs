@@ -201,7 +201,6 @@ async fn create(
     let mut rec = UploadRecord::new(id, caller.project_id, length, metadata.map(|m| m.0), Concat::None);
     rec.asset = Some(asset);
     rec.awaiting_completion = true;
-    app.store.create_file(id)?;
     app.store.put(&rec)?;
     app.store.index_asset(caller.project_id, id)?;
     app.events.emit(crate::events::Kind::Created, &rec);

@@ -389,8 +389,17 @@ impl DataFile {
     /// Opens the file, cuts off anything past `start` (a tail a crash or a
     /// discarded chunk left), and returns the bytes of `start`'s page that
     /// come before it: direct writes rewrite that page whole.
+    /// Makes the file if this is the upload's first append.
     fn open(path: &Path, start: u64) -> io::Result<(DataFile, Vec<u8>)> {
-        let buffered = OpenOptions::new().read(true).write(true).open(path)?;
+        let open = || OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path);
+        let buffered = match open() {
+            // Shard folders are made at start; one removed since is made again.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(path.parent().expect("sharded path has a parent"))?;
+                open()?
+            }
+            other => other?,
+        };
         buffered.set_len(start)?;
         let direct = match OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(path) {
             Ok(f) => Some(f),
@@ -719,6 +728,9 @@ pub fn hash_prefix(path: &Path, len: u64) -> io::Result<Sha256Stream> {
 
 /// Feeds `len` bytes of a file from `start` to `each`, a megabyte at a time.
 fn read_range(path: &Path, start: u64, len: u64, mut each: impl FnMut(&[u8])) -> io::Result<()> {
+    if len == 0 {
+        return Ok(()); // an upload without bytes may have no file
+    }
     let mut f = File::open(path)?;
     f.seek(SeekFrom::Start(start))?;
     let mut reader = f.take(len);
@@ -748,6 +760,9 @@ pub fn assemble(
     let mut h = Sha256Stream::default();
     let mut buf = vec![0u8; 1 << 20];
     for (id, len) in parts {
+        if *len == 0 {
+            continue; // may have no file
+        }
         let mut reader = store.open_read(*id)?.take(*len);
         let mut copied = 0u64;
         loop {

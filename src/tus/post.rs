@@ -55,7 +55,6 @@ pub async fn create(app: &Arc<App>, caller: &Caller, req: Request<Incoming>) -> 
     let id = Uuid::now_v7();
     let mut rec = UploadRecord::new(id, caller.project_id, length, metadata.map(|m| m.0), role);
     rec.asset = asset;
-    app.store.create_file(id)?;
     app.store.put(&rec)?;
     if rec.asset.is_some() {
         app.store.index_asset(caller.project_id, id)?;
