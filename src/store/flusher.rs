@@ -7,11 +7,12 @@
 //! can deadlock its I/O pool when many callers flush at once: sled#1308.)
 
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 /// How long a flush with few waiters waits for more, and what "few" is.
-const LINGER: std::time::Duration = std::time::Duration::from_micros(200);
+const LINGER: Duration = Duration::from_micros(200);
 const LINGER_BELOW: u64 = 4;
 
 #[derive(Default)]
@@ -22,35 +23,64 @@ struct State {
     done: u64,
     error: Option<String>,
     stop: bool,
+    /// The flush thread waits for a ticket (`Idle`) or for more (`Lingering`):
+    /// only then does a new ticket wake it, saving a futex call per request
+    /// while a flush runs.
+    flusher: Waiting,
+    /// Threads in `flush_blocking`.
+    blocked: usize,
+}
+
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+enum Waiting {
+    #[default]
+    No,
+    Idle,
+    Lingering,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Wakes the flush thread.
+    work: Condvar,
+    /// Wakes `flush_blocking` callers after each flush.
+    flushed: Condvar,
 }
 
 pub struct Flusher {
-    state: Arc<(Mutex<State>, Condvar)>,
+    shared: Arc<Shared>,
     done_rx: watch::Receiver<u64>,
 }
 
 impl Flusher {
     pub fn start(db: sled::Db) -> Flusher {
-        let state: Arc<(Mutex<State>, Condvar)> = Arc::default();
+        let shared =
+            Arc::new(Shared { state: Mutex::default(), work: Condvar::new(), flushed: Condvar::new() });
         let (done_tx, done_rx) = watch::channel(0u64);
-        let shared = state.clone();
+        let thread_shared = shared.clone();
         std::thread::Builder::new()
             .name("tusk-flush".into())
-            .spawn(move || run(db, shared, done_tx))
+            .spawn(move || run(db, &thread_shared, done_tx))
             .expect("spawning the flush thread");
-        Flusher { state, done_rx }
+        Flusher { shared, done_rx }
     }
 
     fn ticket(&self) -> u64 {
-        let (lock, cv) = &*self.state;
-        let mut s = lock.lock().expect("flush state");
+        let mut s = self.shared.state.lock().expect("flush state");
         s.requested += 1;
-        cv.notify_all();
+        let wake = match s.flusher {
+            Waiting::No => false,
+            Waiting::Idle => true,
+            Waiting::Lingering => s.requested - s.done >= LINGER_BELOW,
+        };
+        if wake {
+            self.shared.work.notify_one();
+        }
         s.requested
     }
 
     fn outcome(&self) -> Result<(), String> {
-        match &self.state.0.lock().expect("flush state").error {
+        match &self.shared.state.lock().expect("flush state").error {
             None => Ok(()),
             Some(e) => Err(e.clone()),
         }
@@ -65,11 +95,12 @@ impl Flusher {
 
     pub fn flush_blocking(&self) -> Result<(), String> {
         let ticket = self.ticket();
-        let (lock, cv) = &*self.state;
-        let mut s = lock.lock().expect("flush state");
+        let mut s = self.shared.state.lock().expect("flush state");
+        s.blocked += 1;
         while s.done < ticket && !s.stop {
-            s = cv.wait(s).expect("flush state");
+            s = self.shared.flushed.wait(s).expect("flush state");
         }
+        s.blocked -= 1;
         match &s.error {
             None => Ok(()),
             Some(e) => Err(e.clone()),
@@ -79,20 +110,20 @@ impl Flusher {
 
 impl Drop for Flusher {
     fn drop(&mut self) {
-        let (lock, cv) = &*self.state;
-        lock.lock().expect("flush state").stop = true;
-        cv.notify_all();
+        self.shared.state.lock().expect("flush state").stop = true;
+        self.shared.work.notify_one();
+        self.shared.flushed.notify_all();
     }
 }
 
-fn run(db: sled::Db, state: Arc<(Mutex<State>, Condvar)>, done_tx: watch::Sender<u64>) {
-    let (lock, cv) = &*state;
+fn run(db: sled::Db, shared: &Shared, done_tx: watch::Sender<u64>) {
     let mut last_batch = 0;
     loop {
         let (target, batch) = {
-            let mut s = lock.lock().expect("flush state");
+            let mut s = shared.state.lock().expect("flush state");
+            s.flusher = Waiting::Idle;
             while s.requested == s.done && !s.stop {
-                s = cv.wait(s).expect("flush state");
+                s = shared.work.wait(s).expect("flush state");
             }
             if s.requested == s.done {
                 return; // stopping, nothing pending
@@ -102,19 +133,28 @@ fn run(db: sled::Db, state: Arc<(Mutex<State>, Condvar)>, done_tx: watch::Sender
             // the last flush send their next request right away. Give the
             // rest a moment to join this flush rather than the next. A single
             // client (a run of PATCHes) never waits.
-            if last_batch > 1 && s.requested - s.done < LINGER_BELOW && !s.stop {
-                s = cv.wait_timeout(s, LINGER).expect("flush state").0;
+            if last_batch > 1 && s.requested - s.done < LINGER_BELOW {
+                s.flusher = Waiting::Lingering;
+                let deadline = Instant::now() + LINGER;
+                while s.requested - s.done < LINGER_BELOW && !s.stop {
+                    let Some(left) = deadline.checked_duration_since(Instant::now()) else { break };
+                    s = shared.work.wait_timeout(s, left).expect("flush state").0;
+                }
             }
+            s.flusher = Waiting::No;
             (s.requested, s.requested - s.done)
         };
         last_batch = batch;
         let result = db.flush();
-        {
-            let mut s = lock.lock().expect("flush state");
+        let blocked = {
+            let mut s = shared.state.lock().expect("flush state");
             s.done = target;
             s.error = result.err().map(|e| e.to_string());
+            s.blocked
+        };
+        if blocked > 0 {
+            shared.flushed.notify_all();
         }
-        cv.notify_all();
         let _ = done_tx.send(target);
     }
 }
