@@ -386,10 +386,10 @@ struct DataFile {
 }
 
 impl DataFile {
-    /// Opens the file, cuts off anything past `start` (a tail a crash or a
-    /// discarded chunk left), and returns the bytes of `start`'s page that
-    /// come before it: direct writes rewrite that page whole.
-    /// Makes the file if this is the upload's first append.
+    /// Opens the file (making it on the upload's first append), cuts off
+    /// anything past `start` (a tail a crash or a discarded chunk left), and
+    /// returns the bytes of `start`'s page that come before it: direct
+    /// writes rewrite that page whole.
     fn open(path: &Path, start: u64) -> io::Result<(DataFile, Vec<u8>)> {
         let open = || OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path);
         let buffered = match open() {
