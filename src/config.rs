@@ -96,6 +96,13 @@ pub struct ServeArgs {
     #[arg(long, env = "TUSK_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
 
+    /// Threads that run requests. Default: one fewer than the CPUs, at least
+    /// one, because every upload also keeps a hashing and a disk thread busy;
+    /// on 2 CPUs a second request thread cost more in cross-thread wakeups
+    /// than it gave (benches/RESULTS.md).
+    #[arg(long, env = "TUSK_WORKERS")]
+    pub workers: Option<usize>,
+
     /// Lifetime of signed download URLs, e.g. `15m`.
     #[arg(long, env = "TUSK_DOWNLOAD_TTL", default_value = "15m", value_parser = parse_duration)]
     pub download_ttl: Duration,
