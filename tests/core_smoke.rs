@@ -18,3 +18,23 @@ fn upload_round_trip() {
     assert_eq!(g.status, 200);
     assert_eq!(sha256_hex(&g.body), sha256_hex(&data));
 }
+
+/// The request-thread count the server reports at start.
+fn request_threads(s: &Server) -> usize {
+    let logs = s.logs();
+    let line = logs.lines().find(|l| l.contains("listening on")).expect("start line");
+    let n = line.split(", ").last().unwrap().trim_end_matches(" request threads)");
+    n.parse().unwrap_or_else(|_| panic!("no thread count in {line:?}"))
+}
+
+#[test]
+fn request_threads_default_to_one_fewer_than_the_cpus() {
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    let s = Server::start(&[]);
+    assert_eq!(request_threads(&s), (cpus - 1).max(1));
+    let s = Server::start(&["--workers", "3"]);
+    assert_eq!(request_threads(&s), 3);
+    // And it still serves.
+    let path = s.create(3, &[]);
+    assert_eq!(s.patch(&path, 0, b"abc", &[]).status, 204);
+}

@@ -88,9 +88,10 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> io::Result<()> {
     });
 
     tracing::info!(
-        "tusk listening on http://{addr}{} (data directory: {})",
+        "tusk listening on http://{addr}{} (data directory: {}, {} request threads)",
         app.cfg.base_path,
-        app.cfg.data_dir.display()
+        app.cfg.data_dir.display(),
+        tokio::runtime::Handle::current().metrics().num_workers()
     );
     serve(listener, app.clone(), stop).await;
 
