@@ -96,7 +96,7 @@ impl Store {
             // sled's default cache is 1 GiB; records are small and hot ones
             // few, and the memory goal is tens of MiB for the whole server.
             // sled counts serialized bytes, and its heap grows ~3x past this:
-            // 16 MiB let RSS reach 64 MiB after 220k POSTs on one request
+            // 16 MiB let RSS reach 63-65 MiB after 220k POSTs on one request
             // thread (4 MiB: 38 MiB, same POST/s, HEAD/s and PATCH speed).
             .cache_capacity(4 << 20)
             .open()?;
