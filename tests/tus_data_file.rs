@@ -1,16 +1,12 @@
 //! An upload's data file is made by its first append, not by the POST: every
 //! request and a restart treat a missing file as zero bytes.
+mod assets_common;
 mod common;
+use assets_common::wait_ready;
 use common::*;
-use std::time::Duration;
 
-const TUS: (&str, &str) = ("Tus-Resumable", "1.0.0");
-
-fn asset_state(s: &Server, path: &str) -> Option<String> {
-    let id = path.rsplit('/').next().unwrap();
-    let r = s.request("GET", &format!("/v1/assets/{id}"), &[], b"");
-    let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
-    v["state"].as_str().map(str::to_string)
+fn id_of(path: &str) -> &str {
+    path.rsplit('/').next().unwrap()
 }
 
 #[test]
@@ -53,8 +49,7 @@ fn empty_uploads_complete_without_a_file() {
     // Zero bytes declared at creation: complete at once, an asset that gets ready.
     let empty = s.create(0, &[]);
     assert_eq!(s.offset(&empty), Some(0));
-    let state = poll(Duration::from_secs(20), || asset_state(&s, &empty).filter(|st| st == "ready"));
-    assert_eq!(state.as_deref(), Some("ready"), "{:?}", asset_state(&s, &empty));
+    assert_eq!(wait_ready(&s, None, id_of(&empty))["size_bytes"], 0);
     let r = s.get(&empty);
     assert_eq!((r.status, r.body.len()), (200, 0));
     assert_eq!(r.header("etag"), Some(format!("\"{}\"", sha256_hex(b"")).as_str()));
@@ -64,8 +59,7 @@ fn empty_uploads_complete_without_a_file() {
     assert_eq!(r.status, 201, "{r:?}");
     let deferred = Server::path_of(r.header("location").unwrap());
     assert_eq!(s.patch(&deferred, 0, b"", &[("Upload-Length", "0")]).status, 204);
-    let state = poll(Duration::from_secs(20), || asset_state(&s, &deferred).filter(|st| st == "ready"));
-    assert_eq!(state.as_deref(), Some("ready"));
+    assert_eq!(wait_ready(&s, None, id_of(&deferred))["size_bytes"], 0);
 
     // A concatenation with an empty partial.
     let partial = |len: u64| {
