@@ -1,3 +1,4 @@
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -13,6 +14,12 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // A log line that cannot be written is dropped. By default the
+        // subscriber reports the failure with `eprintln!`, which panics when
+        // stderr is a closed pipe (a log collector that died): every task
+        // that logged, such as a PATCH completing an upload or the SIGTERM
+        // handler, died with it.
+        .log_internal_errors(false)
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
@@ -23,7 +30,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tusk: {e}");
+            // Not eprintln!: it panics if stderr is gone.
+            let _ = writeln!(std::io::stderr(), "tusk: {e}");
             ExitCode::FAILURE
         }
     }

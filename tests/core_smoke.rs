@@ -1,5 +1,6 @@
 mod common;
 use common::*;
+use std::time::{Duration, Instant};
 
 #[test]
 fn upload_round_trip() {
@@ -37,4 +38,34 @@ fn request_threads_default_to_one_fewer_than_the_cpus() {
     // And it still serves.
     let path = s.create(3, &[]);
     assert_eq!(s.patch(&path, 0, b"abc", &[]).status, 204);
+}
+
+/// A log collector that dies (stderr becomes a pipe nobody reads) must not
+/// take the server with it: uploads still complete and answer, the asset
+/// is processed, and SIGTERM still stops it cleanly. Each of these logs a
+/// line ("upload complete", "shutting down"), and a failed log write used
+/// to panic the task that made it.
+#[test]
+fn a_dead_log_reader_breaks_nothing() {
+    let mut s = Server::start_then_close_log(&[]);
+    std::thread::sleep(Duration::from_millis(200));
+    let data = bytes(300_000, 9);
+    for _ in 0..3 {
+        let path = s.create(data.len() as u64, &[]);
+        let r = s.patch(&path, 0, &data, &[]);
+        assert_eq!(r.status, 204, "{r:?}");
+        assert_eq!(r.header("upload-offset"), Some("300000"));
+        let id = path.rsplit('/').next().unwrap().to_string();
+        let ready = poll(Duration::from_secs(20), || {
+            let a = s.request("GET", &format!("/v1/assets/{id}"), &[], b"");
+            (a.status == 200 && a.text().contains("\"state\":\"ready\"")).then_some(())
+        });
+        assert!(ready.is_some(), "asset {id} never became ready");
+    }
+    let t = Instant::now();
+    std::process::Command::new("kill").args(["-TERM", &s.child.id().to_string()]).status().unwrap();
+    let status = poll(Duration::from_secs(10), || s.child.try_wait().unwrap());
+    let status = status.expect("SIGTERM did not stop the server within 10 s");
+    assert!(status.success(), "{status:?}");
+    assert!(t.elapsed() < Duration::from_secs(5), "shutdown took {:?}", t.elapsed());
 }

@@ -32,6 +32,19 @@ impl Server {
 
     /// A server on an existing data directory (restarts).
     pub fn start_in(dir: &Path, args: &[&str]) -> Server {
+        Server::spawn(dir, args, true)
+    }
+
+    /// A server whose log reader goes away once it has started: its stderr
+    /// becomes a pipe nobody reads (a log collector that died).
+    pub fn start_then_close_log(args: &[&str]) -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut s = Server::spawn(tmp.path(), args, false);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    fn spawn(dir: &Path, args: &[&str], keep_log: bool) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tusk"))
             .arg("serve")
             .arg("--listen")
@@ -59,6 +72,9 @@ impl Server {
                     let addr = rest.split('/').next().unwrap().to_string();
                     if let Some(tx) = tx.take() {
                         let _ = tx.send(addr);
+                    }
+                    if !keep_log {
+                        return; // drops the pipe's only read end
                     }
                 }
             }
