@@ -646,6 +646,22 @@ impl Run {
         let i = d.find("cpu server ")?;
         d[i + 11..].split_whitespace().next()?.parse().ok()
     }
+    /// CPU seconds of the whole machine during a figure: server, client
+    /// (bench.sh, curl, wrk, hey) and other processes.
+    fn machine_cpu(&self, name: &str) -> Option<f64> {
+        let d = &self.figs.get(name)?.2;
+        let after = |key: &str| -> Option<f64> {
+            let i = d.find(key)?;
+            d[i + key.len()..].split_whitespace().next()?.parse().ok()
+        };
+        Some(after("cpu server ")? + after(", client ")? + after(", other ")?)
+    }
+    /// The transfer time of an upload figure, from its detail ("... in 1.234 s").
+    fn seconds(&self, name: &str) -> Option<f64> {
+        let d = &self.figs.get(name)?.2;
+        let i = d.find(" in ")?;
+        d[i + 4..].split_whitespace().next()?.parse().ok()
+    }
     fn detail_field(&self, name: &str, key: &str) -> Option<String> {
         let d = &self.figs.get(name)?.2;
         let i = d.find(key)?;
@@ -785,23 +801,15 @@ fn report(servers: &[String], runs: &BTreeMap<String, Run>) -> String {
     }
     o.push_str(&md_table(&head, &rows));
 
-    // The most any server could reach in this run, per upload figure: the null
-    // tus server under the same client, and SHA-256 (which every byte must go
-    // through before its 204): one core for one stream, both for many.
-    let sha = tusk.num("limit.sha256_openssl");
-    let ceiling = |name: &str| -> Option<f64> {
-        let null = runs.get("null").and_then(|n| n.num(name));
-        let hash = sha.map(|h| if name == "concurrency.aggregate" { 2.0 * h } else { h });
-        match (null, hash) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    };
+    let ceiling = |name: &str| upload_ceiling(tusk, runs.get("null"), name);
     if has_tusk {
         o.push_str(
-            "\nCeiling of each upload figure in this run: the lower of the null tus server (`null`: \
-             stores, hashes and syncs nothing, same client) and SHA-256 (openssl, tusk's run; one core \
-             for one stream, two for 64). A goal of N x a peer is reachable only where ceiling / peer >= N.\n\n",
+            "\nCeiling of each upload figure in this run: the most any server that hashes every byte \
+             (SHA-256) before its 204 could reach here, as the slowest of three lower bounds on the \
+             time: `null`, the null tus server (stores, hashes and syncs nothing) under the same client; \
+             `cpu`, the CPU the null run used (client included) plus SHA-256 of the bytes (openssl, \
+             tusk's run), spread over the cores; `sha256`, one stream's digest on one core. A goal of N x \
+             a peer is reachable only where ceiling / peer >= N.\n\n",
         );
         let pct = |a: Option<f64>, b: Option<f64>| match (a, b) {
             (Some(a), Some(b)) if b > 0.0 => format!("{:.0} %", 100.0 * a / b),
@@ -809,20 +817,21 @@ fn report(servers: &[String], runs: &BTreeMap<String, Run>) -> String {
         };
         let null = get("null");
         let mut rows = Vec::new();
-        for (name, label, cores) in [
-            ("ingest.single_patch", "one big PATCH", 1.0),
-            ("ingest.chunked", "8 MiB PATCHes", 1.0),
-            ("concurrency.aggregate", "concurrent uploads", 2.0),
+        for (name, label) in [
+            ("ingest.single_patch", "one big PATCH"),
+            ("ingest.chunked", "8 MiB PATCHes"),
+            ("concurrency.aggregate", "concurrent uploads"),
         ] {
+            let c = ceiling(name);
             rows.push(vec![
                 label.to_string(),
                 tusk.cell(name),
                 null.cell(name),
-                sha.map_or("-".into(), |h| fmt_num(cores * h)),
-                ceiling(name).map_or("-".into(), fmt_num),
-                pct(tusk.num(name), ceiling(name)),
-                ratio(ceiling(name), get("node").num(name)),
-                ratio(ceiling(name), get("rustus").num(name)),
+                c.map_or("-".into(), |c| fmt_num(c.0)),
+                c.map_or("-".into(), |c| c.1.to_string()),
+                pct(tusk.num(name), c.map(|c| c.0)),
+                ratio(c.map(|c| c.0), get("node").num(name)),
+                ratio(c.map(|c| c.0), get("rustus").num(name)),
             ]);
         }
         o.push_str(&md_table(
@@ -830,8 +839,8 @@ fn report(servers: &[String], runs: &BTreeMap<String, Run>) -> String {
                 "figure, MB/s".into(),
                 "tusk".into(),
                 "null".into(),
-                "sha256".into(),
                 "ceiling".into(),
+                "bound".into(),
                 "tusk / ceiling".into(),
                 "ceiling / node".into(),
                 "ceiling / rustus".into(),
@@ -862,7 +871,7 @@ fn report(servers: &[String], runs: &BTreeMap<String, Run>) -> String {
             _ => None,
         };
         let reach = |name: &str, peer: &str| match (ceiling(name), runs.get(peer).and_then(|p| p.num(name))) {
-            (Some(c), Some(p)) if p > 0.0 => Some(c / p),
+            (Some((c, _)), Some(p)) if p > 0.0 => Some(c / p),
             _ => None,
         };
         let (single, chunked, conc) = ("ingest.single_patch", "ingest.chunked", "concurrency.aggregate");
@@ -914,6 +923,31 @@ fn report(servers: &[String], runs: &BTreeMap<String, Run>) -> String {
         }
     }
     o
+}
+
+/// The most a server that hashes every byte could reach on an upload figure
+/// in this run (MB/s), and which bound sets it. Three lower bounds on the
+/// time for the figure's bytes: the null server's own time; the CPU seconds
+/// the whole machine spent in the null run plus one SHA-256 pass over the
+/// bytes, divided by the cores; and, for one stream, the SHA-256 pass alone
+/// (a digest is sequential). Without a null run only the last applies.
+fn upload_ceiling(tusk: &Run, null: Option<&Run>, name: &str) -> Option<(f64, &'static str)> {
+    let sha = tusk.num("limit.sha256_openssl").filter(|s| *s > 0.0)?;
+    let one_stream = name != "concurrency.aggregate";
+    let Some((rate, secs)) = null.and_then(|n| Some((n.num(name)?, n.seconds(name)?))) else {
+        return one_stream.then_some((sha, "sha256"));
+    };
+    let mb = rate * secs;
+    let cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
+    let mut bounds = vec![(secs, "null")];
+    if let Some(cpu) = null.and_then(|n| n.machine_cpu(name)) {
+        bounds.push(((cpu + mb / sha) / cores, "cpu"));
+    }
+    if one_stream {
+        bounds.push((mb / sha, "sha256"));
+    }
+    let (t, why) = bounds.into_iter().max_by(|a, b| a.0.total_cmp(&b.0))?;
+    Some((mb / t, why))
 }
 
 fn summary_tsv(servers: &[String], runs: &BTreeMap<String, Run>) -> String {
