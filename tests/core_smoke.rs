@@ -69,3 +69,22 @@ fn a_dead_log_reader_breaks_nothing() {
     assert!(status.success(), "{status:?}");
     assert!(t.elapsed() < Duration::from_secs(5), "shutdown took {:?}", t.elapsed());
 }
+
+/// A second server on a data directory already in use refuses to start, says
+/// why in words a person can act on, and leaves the first one serving.
+#[test]
+fn a_second_server_on_the_same_directory_says_why() {
+    let s = Server::start(&[]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tusk"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&s.dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run tusk");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is in use by another process"), "{err}");
+    assert!(err.contains("another tusk"), "{err}");
+    let path = s.create(3, &[]);
+    assert_eq!(s.patch(&path, 0, b"abc", &[]).status, 204);
+}

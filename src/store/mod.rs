@@ -80,11 +80,38 @@ pub struct Store {
     touched: Mutex<BTreeMap<u64, Vec<Uuid>>>,
     files_dir: PathBuf,
     data_dir: PathBuf,
+    /// Held (flock) for the life of the store: one server per data directory.
+    _dir_lock: fs::File,
+}
+
+/// Takes `DATA_DIR/tusk.lock` exclusively. Two servers on one directory
+/// would each believe they own every upload; sled's own lock would stop the
+/// second too, but with "could not acquire lock on .../db: WouldBlock".
+fn lock_data_dir(data_dir: &Path) -> Result<fs::File> {
+    use std::os::fd::AsRawFd;
+    let file =
+        fs::OpenOptions::new().create(true).truncate(false).write(true).open(data_dir.join("tusk.lock"))?;
+    // SAFETY: flock on a descriptor we own; the lock goes with the descriptor.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::WouldBlock {
+            return Err(StoreError::Io(io::Error::new(
+                e.kind(),
+                format!(
+                    "{} is in use by another process (is another tusk serving this data directory?)",
+                    data_dir.display()
+                ),
+            )));
+        }
+        return Err(e.into());
+    }
+    Ok(file)
 }
 
 impl Store {
     pub fn open(data_dir: &Path) -> Result<Store> {
         fs::create_dir_all(data_dir)?;
+        let dir_lock = lock_data_dir(data_dir)?;
         let files_dir = data_dir.join("uploads");
         fs::create_dir_all(&files_dir)?;
         Store::make_shards(&files_dir)?;
@@ -110,6 +137,7 @@ impl Store {
             db,
             files_dir,
             data_dir: data_dir.to_path_buf(),
+            _dir_lock: dir_lock,
         })
     }
 
