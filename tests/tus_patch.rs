@@ -360,3 +360,59 @@ fn paused_body_is_checkpointed_mid_page() {
     assert_eq!(s.get(&path).body, data);
     assert_eq!(asset_sha256(&s, &path), sha256_hex(&data));
 }
+
+/// A tmpfs of `size` mounted on a fresh directory, unmounted on drop. None
+/// where mounting is not permitted (not root, or no CAP_SYS_ADMIN).
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallDisk { dir })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+/// A full disk: 507 with a message, the offset stays true (the file is cut
+/// back to it, so the space comes back), and once space is freed the upload
+/// resumes from that offset and ends with the right bytes.
+#[test]
+fn full_disk_answers_507_and_the_upload_resumes() {
+    let Some(disk) = SmallDisk::mount("8m") else {
+        eprintln!(
+            "SKIPPED full_disk_answers_507_and_the_upload_resumes: cannot mount a tmpfs here (needs root)"
+        );
+        return;
+    };
+    let filler = disk.dir.path().join("filler");
+    std::fs::write(&filler, vec![1u8; 3 << 20]).unwrap();
+    let s = Server::start_in(&disk.dir.path().join("data"), &[]);
+    let data = bytes(6 << 20, 21);
+    let path = s.create(data.len() as u64, &[]);
+    let r = s.patch(&path, 0, &data, &[]);
+    assert_eq!(r.status, 507, "{r:?}");
+    assert!(r.text().contains("storage is full"), "{}", r.text());
+    let kept: u64 = r.header("upload-offset").expect("Upload-Offset").parse().unwrap();
+    assert_eq!(s.offset(&path), Some(kept));
+    let on_disk = s.upload_file(&path).map_or(0, |f| std::fs::metadata(f).unwrap().len());
+    assert_eq!(on_disk, kept, "bytes past the offset were left on the full disk");
+
+    std::fs::remove_file(&filler).unwrap();
+    let r = s.patch(&path, kept, &data[kept as usize..], &[]);
+    assert_eq!(r.status, 204, "{r:?}");
+    assert_eq!(sha256_hex(&s.get(&path).body), sha256_hex(&data));
+    drop(s);
+}

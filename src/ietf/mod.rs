@@ -395,13 +395,18 @@ async fn write(
                 Problem::bad_request("a newer request for this upload took over").with_offset(rec.offset.0)
             );
         }
-        BodyEnd::StorageFailed(_) => {
-            return Err(Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "storage failure",
-                "the bytes could not be stored",
-            )
-            .with_offset(rec.offset.0));
+        BodyEnd::StorageFailed(f) => {
+            tracing::error!(error = %f.message, "writing upload bytes failed");
+            let (status, title, detail) = if f.full {
+                (
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "storage full",
+                    "the server's storage is full; resume later",
+                )
+            } else {
+                (StatusCode::INTERNAL_SERVER_ERROR, "storage failure", "the bytes could not be stored")
+            };
+            return Err(Problem::new(status, title, detail).with_offset(rec.offset.0));
         }
         _ => {
             return Err(Problem::new(

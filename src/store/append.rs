@@ -70,7 +70,23 @@ pub enum BodyEnd {
     /// A newer request for the same upload, or shutdown, asked us to stop.
     Interrupted,
     /// Writing to disk failed.
-    StorageFailed(String),
+    StorageFailed(StorageFailure),
+}
+
+/// Why bytes could not be stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageFailure {
+    pub message: String,
+    /// The file system or a quota is full: the client can retry once space
+    /// is freed (507 rather than 500).
+    pub full: bool,
+}
+
+impl From<io::Error> for StorageFailure {
+    fn from(e: io::Error) -> Self {
+        let full = matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded);
+        StorageFailure { message: e.to_string(), full }
+    }
 }
 
 /// Bytes written past the committed offset, waiting for `commit` or `discard`.
@@ -116,7 +132,7 @@ where
             _ = cancel.cancelled() => { end = BodyEnd::Interrupted; break; }
             _ = sleep_opt(due) => {
                 if let Err(e) = app.checkpoint().await {
-                    end = BodyEnd::StorageFailed(e.to_string());
+                    end = BodyEnd::StorageFailed(e.into());
                     break;
                 }
                 continue;
@@ -142,7 +158,7 @@ where
                 let data = if over { &data[..room as usize] } else { &data[..] };
                 received += data.len() as u64;
                 if let Err(e) = app.push(data).await {
-                    end = BodyEnd::StorageFailed(e.to_string());
+                    end = BodyEnd::StorageFailed(e.into());
                     break;
                 }
                 if over {
@@ -154,7 +170,7 @@ where
                         || app.last_checkpoint.elapsed() >= CHECKPOINT_EVERY)
                     && let Err(e) = app.checkpoint().await
                 {
-                    end = BodyEnd::StorageFailed(e.to_string());
+                    end = BodyEnd::StorageFailed(e.into());
                     break;
                 }
             }
@@ -166,12 +182,23 @@ where
         }
     }
 
-    let done = app.finish().await;
-    let written = match done.error {
+    let mut done = app.finish().await;
+    let written = match done.error.take() {
         None => done.written,
         Some(e) => {
-            // Nothing past the last checkpoint is known to be on disk.
-            end = BodyEnd::StorageFailed(e.to_string());
+            // Nothing past the last checkpoint is known to be on disk. What
+            // did get written past it is cut off, so a full disk gets its
+            // space back and the file never runs past its offset.
+            if let Some(file) = done.file.take() {
+                let offset = done.record.offset.0;
+                done.file = tokio::task::spawn_blocking(move || {
+                    let _ = file.set_len(offset);
+                    file
+                })
+                .await
+                .ok();
+            }
+            end = BodyEnd::StorageFailed(e.into());
             done.record.offset.0 - done.start
         }
     };

@@ -242,8 +242,18 @@ fn end_error(app: &App, end: &BodyEnd, received: u64, length: Option<u64>) -> Tu
             "ERR_UPLOAD_INTERRUPTED",
             "a newer request for this upload took over; this one stopped after storing what it received",
         ),
-        BodyEnd::StorageFailed(e) => {
-            tracing::error!(error = %e, "writing upload bytes failed");
+        BodyEnd::StorageFailed(f) if f.full => {
+            tracing::error!(error = %f.message, "storage full: upload bytes not stored");
+            TusError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "ERR_STORAGE_FULL",
+                format!(
+                    "the server's storage is full; {received} bytes were kept, resume from Upload-Offset later"
+                ),
+            )
+        }
+        BodyEnd::StorageFailed(f) => {
+            tracing::error!(error = %f.message, "writing upload bytes failed");
             TusError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "ERR_STORAGE",
