@@ -112,6 +112,14 @@ pub struct ServeArgs {
     #[arg(long, env = "TUSK_ALLOWED_TYPES", value_delimiter = ',', value_parser = parse_type)]
     pub allowed_types: Option<Vec<AssetType>>,
 
+    /// Free space kept on the data directory's file system, in bytes (or with
+    /// a KiB/MiB/GiB suffix). Below it, creations and PATCHes answer 507 and a
+    /// PATCH stops after storing what it received, so the metadata database
+    /// never meets a full disk (sled then fails every write until a restart).
+    /// 0 turns the check off.
+    #[arg(long, env = "TUSK_MIN_FREE_SPACE", default_value = "64MiB", value_parser = parse_size)]
+    pub min_free_space: u64,
+
     /// Serve without API keys on a non-loopback address while no key exists.
     #[arg(long, env = "TUSK_ALLOW_ANONYMOUS", default_value_t = false)]
     pub allow_anonymous: bool,
@@ -129,6 +137,23 @@ impl Default for ServeArgs {
         let cli = Cli::parse_from(["tusk"]);
         cli.serve
     }
+}
+
+/// Bytes: a bare number, or one with a K/KiB, M/MiB or G/GiB suffix (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 =
+        num.parse().map_err(|_| format!("invalid size {s:?}: expected a number of bytes, e.g. 64MiB"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kib" | "kb" => 10,
+        "m" | "mib" | "mb" => 20,
+        "g" | "gib" | "gb" => 30,
+        _ => return Err(format!("invalid size {s:?}: unit must be KiB, MiB or GiB")),
+    };
+    n.checked_mul(1 << shift).ok_or_else(|| format!("size {s:?} is too large"))
 }
 
 /// Accepts `humantime` durations (`24h`, `1m30s`) and bare seconds (`90`).
@@ -157,6 +182,8 @@ pub struct Config {
     pub download_ttl: Duration,
     pub allowed_types: Option<Vec<AssetType>>,
     pub allow_anonymous: bool,
+    /// Bytes kept free on the data directory's file system (0: no check).
+    pub min_free_space: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,6 +236,7 @@ impl From<ServeArgs> for Config {
             download_ttl: a.download_ttl,
             allowed_types: a.allowed_types,
             allow_anonymous: a.allow_anonymous,
+            min_free_space: a.min_free_space,
         }
     }
 }
@@ -224,5 +252,17 @@ mod tests {
         assert_eq!(args.allowed_types, Some(vec![AssetType::Image, AssetType::Audio]));
         assert_eq!(Cli::parse_from(["tusk"]).serve.allowed_types, None);
         assert!(Cli::try_parse_from(["tusk", "--allowed-types", "image,movie"]).is_err());
+    }
+
+    #[test]
+    fn sizes_take_binary_suffixes() {
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("2 GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("512k"), Ok(512 << 10));
+        assert!(parse_size("1.5G").is_err());
+        assert!(parse_size("12 parsecs").is_err());
+        assert_eq!(Cli::parse_from(["tusk"]).serve.min_free_space, 64 << 20);
     }
 }

@@ -399,7 +399,8 @@ fn full_disk_answers_507_and_the_upload_resumes() {
     };
     let filler = disk.dir.path().join("filler");
     std::fs::write(&filler, vec![1u8; 3 << 20]).unwrap();
-    let s = Server::start_in(&disk.dir.path().join("data"), &[]);
+    // No reserve: this is about the disk really filling up.
+    let s = Server::start_in(&disk.dir.path().join("data"), &["--min-free-space", "0"]);
     let data = bytes(6 << 20, 21);
     let path = s.create(data.len() as u64, &[]);
     let r = s.patch(&path, 0, &data, &[]);
@@ -414,5 +415,45 @@ fn full_disk_answers_507_and_the_upload_resumes() {
     let r = s.patch(&path, kept, &data[kept as usize..], &[]);
     assert_eq!(r.status, 204, "{r:?}");
     assert_eq!(sha256_hex(&s.get(&path).body), sha256_hex(&data));
+    drop(s);
+}
+
+/// The free-space reserve: a PATCH that brings the file system below it stops,
+/// keeps (and commits) what it stored and answers 507; creations answer 507
+/// while it lasts; the disk itself never fills, and once space is freed the
+/// upload resumes and ends with the right bytes.
+#[test]
+fn free_space_reserve_stops_uploads_before_the_disk_fills() {
+    // 16 MiB: 4 filled, 4 in reserve; a 10 MiB upload stops after ~8.
+    let Some(disk) = SmallDisk::mount("16m") else {
+        eprintln!(
+            "SKIPPED free_space_reserve_stops_uploads_before_the_disk_fills: cannot mount a tmpfs here (needs root)"
+        );
+        return;
+    };
+    let filler = disk.dir.path().join("filler");
+    std::fs::write(&filler, vec![1u8; 4 << 20]).unwrap();
+    let s = Server::start_in(&disk.dir.path().join("data"), &["--min-free-space", "4MiB"]);
+    let data = bytes(10 << 20, 22);
+    let path = s.create(data.len() as u64, &[]);
+    let r = s.patch(&path, 0, &data, &[]);
+    assert_eq!(r.status, 507, "{r:?}");
+    assert!(r.text().contains("nearly full") && r.text().contains("bytes were stored"), "{}", r.text());
+    let kept: u64 = r.header("upload-offset").expect("Upload-Offset").parse().unwrap();
+    assert!(kept > 0, "what arrived before the reserve was reached is kept");
+    assert!(kept < data.len() as u64);
+    assert_eq!(s.offset(&path), Some(kept));
+    let on_disk = s.upload_file(&path).map(|f| std::fs::metadata(f).unwrap().len());
+    assert_eq!(on_disk, Some(kept));
+    // While short of space, creations are refused too, with the same code.
+    let r = s.request("POST", "/files/", &[TUS, ("Upload-Length", "10")], b"");
+    assert_eq!(r.status, 507, "{r:?}");
+    assert!(r.text().starts_with("ERR_STORAGE_FULL"), "{}", r.text());
+
+    std::fs::remove_file(&filler).unwrap();
+    let r = s.patch(&path, kept, &data[kept as usize..], &[]);
+    assert_eq!(r.status, 204, "{r:?}");
+    assert_eq!(sha256_hex(&s.get(&path).body), sha256_hex(&data));
+    assert_eq!(s.request("POST", "/files/", &[TUS, ("Upload-Length", "10")], b"").status, 201);
     drop(s);
 }

@@ -166,6 +166,16 @@ async fn create(
 ) -> Result<Response, Problem> {
     let (parts, body) = req.into_parts();
     let h = &parts.headers;
+    if let Some(free) = app.store.short_of_space(app.cfg.min_free_space) {
+        return Err(Problem::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "storage full",
+            format!(
+                "the server's storage is nearly full ({free} bytes free, {} kept in reserve); try again later",
+                app.cfg.min_free_space
+            ),
+        ));
+    }
     let complete = upload_complete(h)?.ok_or_else(|| {
         Problem::bad_request(
             "creating a resumable upload needs Upload-Complete: ?0 (more to come) or ?1 (this is all)",
@@ -365,6 +375,7 @@ async fn write(
         verify_before_commit: digest.is_some(),
         read_timeout: app.cfg.read_timeout,
         progress: Some(app.events.clone()),
+        min_free_space: app.cfg.min_free_space,
     };
     let mut staged = stage(app.store.clone(), rec, body, plan, lock.cancelled()).await?;
     if let Some((alg, expected)) = digest {
@@ -394,6 +405,18 @@ async fn write(
             return Err(
                 Problem::bad_request("a newer request for this upload took over").with_offset(rec.offset.0)
             );
+        }
+        BodyEnd::ReserveReached { free } => {
+            return Err(Problem::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "storage full",
+                format!(
+                    "the server's storage is nearly full ({free} bytes free, {} kept in reserve); {} bytes are \
+                     stored, resume from there later",
+                    app.cfg.min_free_space, rec.offset
+                ),
+            )
+            .with_offset(rec.offset.0));
         }
         BodyEnd::StorageFailed(f) => {
             tracing::error!(error = %f.message, "writing upload bytes failed");

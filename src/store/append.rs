@@ -38,6 +38,8 @@ use crate::events::Events;
 /// Sync and record progress at least this often while a long body streams.
 const CHECKPOINT_BYTES: u64 = 64 << 20;
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// How often a streaming body checks the file system's free space.
+const SPACE_CHECK_BYTES: u64 = 1 << 20;
 /// Largest single write the disk thread makes of queued blocks.
 const MAX_WRITE: usize = 4 << 20;
 /// Without `O_DIRECT`, start writing dirty pages to disk every this many bytes.
@@ -54,6 +56,8 @@ pub struct AppendPlan {
     pub read_timeout: Duration,
     /// Told about every checkpoint, so a long body shows progress as it streams.
     pub progress: Option<Arc<Events>>,
+    /// Stop (keeping what arrived) when the file system has fewer bytes free (0: never).
+    pub min_free_space: u64,
 }
 
 /// Why the body stopped.
@@ -69,6 +73,9 @@ pub enum BodyEnd {
     TimedOut,
     /// A newer request for the same upload, or shutdown, asked us to stop.
     Interrupted,
+    /// The file system fell below the free space kept in reserve; what
+    /// arrived before was kept.
+    ReserveReached { free: u64 },
     /// Writing to disk failed.
     StorageFailed(StorageFailure),
 }
@@ -121,6 +128,7 @@ where
     let mut app = Appender::new(store, record, plan.checksum, plan.progress);
     let mut body = pin!(body);
     let mut received = 0u64;
+    let mut next_space_check = 0u64;
     let mut end = BodyEnd::Finished;
     let mut trailers = None;
     loop {
@@ -156,6 +164,15 @@ where
                 let room = plan.limit - received;
                 let over = data.len() as u64 > room;
                 let data = if over { &data[..room as usize] } else { &data[..] };
+                // Free space is checked before the first byte and then every
+                // SPACE_CHECK_BYTES: a statvfs is a microsecond.
+                if received >= next_space_check {
+                    next_space_check = received + SPACE_CHECK_BYTES;
+                    if let Some(free) = app.store.short_of_space(plan.min_free_space) {
+                        end = BodyEnd::ReserveReached { free };
+                        break;
+                    }
+                }
                 received += data.len() as u64;
                 if let Err(e) = app.push(data).await {
                     end = BodyEnd::StorageFailed(e.into());

@@ -145,6 +145,28 @@ impl Store {
         &self.data_dir
     }
 
+    /// Bytes an unprivileged writer may still use on the data directory's file system.
+    pub fn free_space(&self) -> io::Result<u64> {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(self.data_dir.as_os_str().as_bytes()).map_err(io::Error::other)?;
+        // SAFETY: statvfs writes into the zeroed struct we pass; the path is NUL-terminated.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+    }
+
+    /// `Some(free bytes)` when fewer than `reserve` bytes are free; `None`
+    /// when there is room, when `reserve` is 0, or when the check fails
+    /// (the write itself will then tell).
+    pub fn short_of_space(&self, reserve: u64) -> Option<u64> {
+        if reserve == 0 {
+            return None;
+        }
+        self.free_space().ok().filter(|free| *free < reserve)
+    }
+
     pub fn db(&self) -> &sled::Db {
         &self.db
     }

@@ -42,6 +42,11 @@ impl TusError {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "ERR_UPLOAD_SIZE_EXCEEDED", message)
     }
 
+    /// 507: the disk (or the reserve kept on it) is full; retrying later may work.
+    pub fn storage_full(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INSUFFICIENT_STORAGE, "ERR_STORAGE_FULL", message)
+    }
+
     pub fn with_header(mut self, name: impl Into<HeaderName>, value: impl ToString) -> Self {
         if let Ok(v) = HeaderValue::from_str(&value.to_string()) {
             self.headers.insert(name.into(), v);

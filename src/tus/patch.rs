@@ -152,6 +152,7 @@ pub(super) async fn append_body(
         verify_before_commit: checksum.is_some() || trailer_announced,
         read_timeout: app.cfg.read_timeout,
         progress: Some(app.events.clone()),
+        min_free_space: app.cfg.min_free_space,
     };
     let mut staged = stage(app.store.clone(), rec, body, plan, lock.cancelled()).await?;
 
@@ -244,14 +245,15 @@ fn end_error(app: &App, end: &BodyEnd, received: u64, length: Option<u64>) -> Tu
         ),
         BodyEnd::StorageFailed(f) if f.full => {
             tracing::error!(error = %f.message, "storage full: upload bytes not stored");
-            TusError::new(
-                StatusCode::INSUFFICIENT_STORAGE,
-                "ERR_STORAGE_FULL",
-                format!(
-                    "the server's storage is full; {received} bytes were kept, resume from Upload-Offset later"
-                ),
-            )
+            TusError::storage_full(format!(
+                "the server's storage is full; {received} bytes were kept, resume from Upload-Offset later"
+            ))
         }
+        BodyEnd::ReserveReached { free } => TusError::storage_full(format!(
+            "the server's storage is nearly full ({free} bytes free, {} kept in reserve); {received} bytes \
+             were stored, resume from Upload-Offset later",
+            app.cfg.min_free_space
+        )),
         BodyEnd::StorageFailed(f) => {
             tracing::error!(error = %f.message, "writing upload bytes failed");
             TusError::new(

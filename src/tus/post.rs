@@ -26,6 +26,13 @@ pub async fn create(app: &Arc<App>, caller: &Caller, req: Request<Incoming>) -> 
     let metadata = headers::metadata(h)?;
     // Only an offset stream is upload data; any other body is not a chunk (tusd ignores it too).
     let with_body = headers::is_offset_stream(h) && headers::has_body(h);
+    if let Some(free) = app.store.short_of_space(app.cfg.min_free_space) {
+        return Err(TusError::storage_full(format!(
+            "the server's storage is nearly full ({free} bytes free, {} kept in reserve); no upload was \
+             created, try again later",
+            app.cfg.min_free_space
+        )));
+    }
 
     if let Some(ConcatRequest::Final { urls, header }) = concat_req {
         return concat::create_final(app, caller, &parts, urls, header, metadata, with_body).await;
