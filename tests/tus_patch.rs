@@ -361,14 +361,15 @@ fn paused_body_is_checkpointed_mid_page() {
     assert_eq!(asset_sha256(&s, &path), sha256_hex(&data));
 }
 
-/// A tmpfs of `size` mounted on a fresh directory, unmounted on drop. None
-/// where mounting is not permitted (not root, or no CAP_SYS_ADMIN).
+/// A tmpfs of `size` mounted on a fresh directory, partly taken by a filler
+/// file, unmounted on drop. None where mounting is not permitted (not root,
+/// or no CAP_SYS_ADMIN).
 struct SmallDisk {
     dir: tempfile::TempDir,
 }
 
 impl SmallDisk {
-    fn mount(size: &str) -> Option<SmallDisk> {
+    fn mount(size: &str, filler_mib: usize) -> Option<SmallDisk> {
         let dir = tempfile::tempdir().unwrap();
         let ok = std::process::Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
@@ -376,7 +377,17 @@ impl SmallDisk {
             .stderr(std::process::Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
-        ok.then_some(SmallDisk { dir })
+        let disk = ok.then_some(SmallDisk { dir })?;
+        std::fs::write(disk.filler(), vec![1u8; filler_mib << 20]).unwrap();
+        Some(disk)
+    }
+
+    fn filler(&self) -> std::path::PathBuf {
+        self.dir.path().join("filler")
+    }
+
+    fn server(&self, args: &[&str]) -> Server {
+        Server::start_in(&self.dir.path().join("data"), args)
     }
 }
 
@@ -386,36 +397,45 @@ impl Drop for SmallDisk {
     }
 }
 
+/// PATCHes all of `data` expecting a 507 whose text has `says`; checks that
+/// HEAD and the file on disk both hold exactly the Upload-Offset it answered
+/// (nothing past it left on the disk), and returns that offset.
+fn patch_until_507(s: &Server, path: &str, data: &[u8], says: &str) -> u64 {
+    let r = s.patch(path, 0, data, &[]);
+    assert_eq!(r.status, 507, "{r:?}");
+    assert!(r.text().starts_with("ERR_STORAGE_FULL") && r.text().contains(says), "{}", r.text());
+    let kept: u64 = r.header("upload-offset").expect("Upload-Offset").parse().unwrap();
+    assert_eq!(s.offset(path), Some(kept));
+    let on_disk = s.upload_file(path).map_or(0, |f| std::fs::metadata(f).unwrap().len());
+    assert_eq!(on_disk, kept, "the data file must hold exactly the offset's bytes");
+    kept
+}
+
+/// Frees the filler, resumes from `kept` and checks the finished upload's bytes.
+fn free_and_resume(disk: &SmallDisk, s: &Server, path: &str, data: &[u8], kept: u64) {
+    std::fs::remove_file(disk.filler()).unwrap();
+    let r = s.patch(path, kept, &data[kept as usize..], &[]);
+    assert_eq!(r.status, 204, "{r:?}");
+    assert_eq!(sha256_hex(&s.get(path).body), sha256_hex(data));
+}
+
 /// A full disk: 507 with a message, the offset stays true (the file is cut
 /// back to it, so the space comes back), and once space is freed the upload
 /// resumes from that offset and ends with the right bytes.
 #[test]
 fn full_disk_answers_507_and_the_upload_resumes() {
-    let Some(disk) = SmallDisk::mount("8m") else {
+    let Some(disk) = SmallDisk::mount("8m", 3) else {
         eprintln!(
             "SKIPPED full_disk_answers_507_and_the_upload_resumes: cannot mount a tmpfs here (needs root)"
         );
         return;
     };
-    let filler = disk.dir.path().join("filler");
-    std::fs::write(&filler, vec![1u8; 3 << 20]).unwrap();
     // No reserve: this is about the disk really filling up.
-    let s = Server::start_in(&disk.dir.path().join("data"), &["--min-free-space", "0"]);
+    let s = disk.server(&["--min-free-space", "0"]);
     let data = bytes(6 << 20, 21);
     let path = s.create(data.len() as u64, &[]);
-    let r = s.patch(&path, 0, &data, &[]);
-    assert_eq!(r.status, 507, "{r:?}");
-    assert!(r.text().contains("storage is full"), "{}", r.text());
-    let kept: u64 = r.header("upload-offset").expect("Upload-Offset").parse().unwrap();
-    assert_eq!(s.offset(&path), Some(kept));
-    let on_disk = s.upload_file(&path).map_or(0, |f| std::fs::metadata(f).unwrap().len());
-    assert_eq!(on_disk, kept, "bytes past the offset were left on the full disk");
-
-    std::fs::remove_file(&filler).unwrap();
-    let r = s.patch(&path, kept, &data[kept as usize..], &[]);
-    assert_eq!(r.status, 204, "{r:?}");
-    assert_eq!(sha256_hex(&s.get(&path).body), sha256_hex(&data));
-    drop(s);
+    let kept = patch_until_507(&s, &path, &data, "storage is full");
+    free_and_resume(&disk, &s, &path, &data, kept);
 }
 
 /// The free-space reserve: a PATCH that brings the file system below it stops,
@@ -425,35 +445,23 @@ fn full_disk_answers_507_and_the_upload_resumes() {
 #[test]
 fn free_space_reserve_stops_uploads_before_the_disk_fills() {
     // 16 MiB: 4 filled, 4 in reserve; a 10 MiB upload stops after ~8.
-    let Some(disk) = SmallDisk::mount("16m") else {
+    let Some(disk) = SmallDisk::mount("16m", 4) else {
         eprintln!(
             "SKIPPED free_space_reserve_stops_uploads_before_the_disk_fills: cannot mount a tmpfs here (needs root)"
         );
         return;
     };
-    let filler = disk.dir.path().join("filler");
-    std::fs::write(&filler, vec![1u8; 4 << 20]).unwrap();
-    let s = Server::start_in(&disk.dir.path().join("data"), &["--min-free-space", "4MiB"]);
+    let s = disk.server(&["--min-free-space", "4MiB"]);
     let data = bytes(10 << 20, 22);
     let path = s.create(data.len() as u64, &[]);
-    let r = s.patch(&path, 0, &data, &[]);
-    assert_eq!(r.status, 507, "{r:?}");
-    assert!(r.text().contains("nearly full") && r.text().contains("bytes were stored"), "{}", r.text());
-    let kept: u64 = r.header("upload-offset").expect("Upload-Offset").parse().unwrap();
+    let kept = patch_until_507(&s, &path, &data, "bytes were stored");
     assert!(kept > 0, "what arrived before the reserve was reached is kept");
     assert!(kept < data.len() as u64);
-    assert_eq!(s.offset(&path), Some(kept));
-    let on_disk = s.upload_file(&path).map(|f| std::fs::metadata(f).unwrap().len());
-    assert_eq!(on_disk, Some(kept));
     // While short of space, creations are refused too, with the same code.
     let r = s.request("POST", "/files/", &[TUS, ("Upload-Length", "10")], b"");
     assert_eq!(r.status, 507, "{r:?}");
     assert!(r.text().starts_with("ERR_STORAGE_FULL"), "{}", r.text());
 
-    std::fs::remove_file(&filler).unwrap();
-    let r = s.patch(&path, kept, &data[kept as usize..], &[]);
-    assert_eq!(r.status, 204, "{r:?}");
-    assert_eq!(sha256_hex(&s.get(&path).body), sha256_hex(&data));
+    free_and_resume(&disk, &s, &path, &data, kept);
     assert_eq!(s.request("POST", "/files/", &[TUS, ("Upload-Length", "10")], b"").status, 201);
-    drop(s);
 }
