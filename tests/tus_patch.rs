@@ -461,6 +461,20 @@ fn free_space_reserve_stops_uploads_before_the_disk_fills() {
     let r = s.request("POST", "/files/", &[TUS, ("Upload-Length", "10")], b"");
     assert_eq!(r.status, 507, "{r:?}");
     assert!(r.text().starts_with("ERR_STORAGE_FULL"), "{}", r.text());
+    // The IETF draft's creation too, as a problem document.
+    let r = s.request(
+        "POST",
+        "/files/",
+        &[
+            ("Upload-Draft-Interop-Version", "6"),
+            ("Upload-Complete", "?0"),
+            ("Content-Type", "application/partial-upload"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 507, "{r:?}");
+    assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    assert!(r.text().contains("nearly full"), "{}", r.text());
 
     free_and_resume(&disk, &s, &path, &data, kept);
     assert_eq!(s.request("POST", "/files/", &[TUS, ("Upload-Length", "10")], b"").status, 201);

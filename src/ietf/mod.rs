@@ -170,10 +170,7 @@ async fn create(
         return Err(Problem::new(
             StatusCode::INSUFFICIENT_STORAGE,
             "storage full",
-            format!(
-                "the server's storage is nearly full ({free} bytes free, {} kept in reserve); try again later",
-                app.cfg.min_free_space
-            ),
+            format!("{}; try again later", crate::store::nearly_full(free, app.cfg.min_free_space)),
         ));
     }
     let complete = upload_complete(h)?.ok_or_else(|| {
@@ -411,9 +408,9 @@ async fn write(
                 StatusCode::INSUFFICIENT_STORAGE,
                 "storage full",
                 format!(
-                    "the server's storage is nearly full ({free} bytes free, {} kept in reserve); {} bytes are \
-                     stored, resume from there later",
-                    app.cfg.min_free_space, rec.offset
+                    "{}; {} bytes are stored, resume from there later",
+                    crate::store::nearly_full(free, app.cfg.min_free_space),
+                    rec.offset
                 ),
             )
             .with_offset(rec.offset.0));

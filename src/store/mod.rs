@@ -166,7 +166,14 @@ impl Store {
         }
         self.free_space().ok().filter(|free| *free < reserve)
     }
+}
 
+/// The start of every "short of space" answer (tus and the draft, creation and append).
+pub fn nearly_full(free: u64, reserve: u64) -> String {
+    format!("the server's storage is nearly full ({free} bytes free, {reserve} kept in reserve)")
+}
+
+impl Store {
     pub fn db(&self) -> &sled::Db {
         &self.db
     }

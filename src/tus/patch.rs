@@ -250,9 +250,8 @@ fn end_error(app: &App, end: &BodyEnd, received: u64, length: Option<u64>) -> Tu
             ))
         }
         BodyEnd::ReserveReached { free } => TusError::storage_full(format!(
-            "the server's storage is nearly full ({free} bytes free, {} kept in reserve); {received} bytes \
-             were stored, resume from Upload-Offset later",
-            app.cfg.min_free_space
+            "{}; {received} bytes were stored, resume from Upload-Offset later",
+            crate::store::nearly_full(*free, app.cfg.min_free_space)
         )),
         BodyEnd::StorageFailed(f) => {
             tracing::error!(error = %f.message, "writing upload bytes failed");

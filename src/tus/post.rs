@@ -28,9 +28,8 @@ pub async fn create(app: &Arc<App>, caller: &Caller, req: Request<Incoming>) -> 
     let with_body = headers::is_offset_stream(h) && headers::has_body(h);
     if let Some(free) = app.store.short_of_space(app.cfg.min_free_space) {
         return Err(TusError::storage_full(format!(
-            "the server's storage is nearly full ({free} bytes free, {} kept in reserve); no upload was \
-             created, try again later",
-            app.cfg.min_free_space
+            "{}; no upload was created, try again later",
+            crate::store::nearly_full(free, app.cfg.min_free_space)
         )));
     }
 
