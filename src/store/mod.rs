@@ -147,11 +147,11 @@ impl Store {
 
     /// Bytes an unprivileged writer may still use on the data directory's file system.
     pub fn free_space(&self) -> io::Result<u64> {
-        use std::os::unix::ffi::OsStrExt;
-        let path = std::ffi::CString::new(self.data_dir.as_os_str().as_bytes()).map_err(io::Error::other)?;
-        // SAFETY: statvfs writes into the zeroed struct we pass; the path is NUL-terminated.
+        use std::os::fd::AsRawFd;
+        // SAFETY: fstatvfs writes into the zeroed struct we pass. Through the
+        // lock file's descriptor, so no path is looked up on every request.
         let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-        if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        if unsafe { libc::fstatvfs(self._dir_lock.as_raw_fd(), &mut st) } != 0 {
             return Err(io::Error::last_os_error());
         }
         Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
