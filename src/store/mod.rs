@@ -23,7 +23,7 @@ use std::sync::Mutex;
 
 use uuid::Uuid;
 
-pub use record::{Concat, GoneReason, Offset, Timestamp, Tombstone, UploadRecord};
+pub use record::{Concat, GoneReason, Offset, Timestamp, Tombstone, UploadRecord, UploadStatus};
 
 #[derive(Debug)]
 pub enum StoreError {
@@ -181,6 +181,14 @@ impl Store {
     pub fn get(&self, id: Uuid) -> Result<Option<UploadRecord>> {
         match self.uploads.get(id.as_bytes())? {
             Some(v) => Ok(Some(decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// What HEAD needs of an upload, decoded without the rest of its record.
+    pub fn status(&self, id: Uuid) -> Result<Option<UploadStatus>> {
+        match self.uploads.get(id.as_bytes())? {
+            Some(v) => Ok(Some(serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(e.to_string()))?)),
             None => Ok(None),
         }
     }

@@ -96,7 +96,7 @@ pub async fn create_final(
     if assembled {
         set(rh, HeaderName::from_static(headers::UPLOAD_OFFSET), rec.offset);
     }
-    expires_header(app, &rec, rh);
+    expires_header(rec.expires_at(app.cfg.expire_after), rh);
     Ok(resp)
 }
 

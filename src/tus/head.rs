@@ -8,7 +8,7 @@ use super::error::TusError;
 use super::headers::{
     self, UPLOAD_CONCAT, UPLOAD_DEFER_LENGTH, UPLOAD_LENGTH, UPLOAD_METADATA, UPLOAD_OFFSET,
 };
-use super::{concat, expires_header, find};
+use super::{concat, expires_header, find_status};
 use crate::app::App;
 use crate::auth::Caller;
 use crate::http::{Response, empty, set};
@@ -19,7 +19,7 @@ pub async fn offset(app: &App, caller: &Caller, id: Uuid, req: &HeaderMap) -> Re
     // Taking the lock stops a PATCH still running for this upload (a client
     // that reconnected), so the offset we report includes what it stored.
     let _lock = app.locks.lock(id).await?;
-    let rec = find(app, caller, id)?;
+    let rec = find_status(app, caller, id)?;
 
     let mut resp = http::Response::new(empty());
     *resp.status_mut() = StatusCode::OK;
@@ -58,6 +58,6 @@ pub async fn offset(app: &App, caller: &Caller, id: Uuid, req: &HeaderMap) -> Re
     {
         set(h, HeaderName::from_static(UPLOAD_METADATA), meta);
     }
-    expires_header(app, &rec, h);
+    expires_header(rec.expires_at(app.cfg.expire_after), h);
     Ok(resp)
 }

@@ -22,7 +22,7 @@ use crate::app::App;
 use crate::auth::Caller;
 use crate::digest::Algorithm;
 use crate::http::{Response, empty, set};
-use crate::store::UploadRecord;
+use crate::store::{Timestamp, UploadRecord, UploadStatus};
 use error::TusError;
 use headers::TUS_VERSION;
 
@@ -106,11 +106,23 @@ pub fn options(app: &App) -> Response {
 /// Looks an upload up, telling 410 (expired or terminated) from 404. Another
 /// project's upload is a 404: ids are not confirmed to outsiders.
 fn find(app: &App, caller: &Caller, id: Uuid) -> Result<UploadRecord, TusError> {
-    if let Some(rec) = app.store.get(id)? {
-        if rec.project_id != caller.project_id {
+    let rec = app.store.get(id)?;
+    visible(app, caller, id, rec.map(|r| (r.project_id, r)))
+}
+
+/// As `find`, reading only what HEAD answers from.
+fn find_status(app: &App, caller: &Caller, id: Uuid) -> Result<UploadStatus, TusError> {
+    let status = app.store.status(id)?;
+    visible(app, caller, id, status.map(|s| (s.project_id, s)))
+}
+
+/// The upload if the caller's project owns it; 404 for another project's, 410 for a removed one.
+fn visible<T>(app: &App, caller: &Caller, id: Uuid, found: Option<(Uuid, T)>) -> Result<T, TusError> {
+    if let Some((project_id, found)) = found {
+        if project_id != caller.project_id {
             return Err(TusError::not_found());
         }
-        return Ok(rec);
+        return Ok(found);
     }
     match app.store.tombstone(id)? {
         Some(stone) => Err(TusError::gone(stone.reason)),
@@ -118,9 +130,9 @@ fn find(app: &App, caller: &Caller, id: Uuid) -> Result<UploadRecord, TusError> 
     }
 }
 
-/// `Upload-Expires` while the upload can still expire.
-fn expires_header(app: &App, rec: &UploadRecord, headers: &mut http::HeaderMap) {
-    if let Some(at) = rec.expires_at(app.cfg.expire_after) {
+/// `Upload-Expires` while the upload can still expire (`expires_at` of its record).
+fn expires_header(expires_at: Option<Timestamp>, headers: &mut http::HeaderMap) {
+    if let Some(at) = expires_at {
         set(headers, HeaderName::from_static(headers::UPLOAD_EXPIRES), at.http_date());
     }
 }

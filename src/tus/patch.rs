@@ -104,7 +104,7 @@ pub async fn append(
     let mut resp = http::Response::new(empty());
     *resp.status_mut() = StatusCode::NO_CONTENT;
     set(resp.headers_mut(), HeaderName::from_static(headers::UPLOAD_OFFSET), rec.offset);
-    expires_header(app, &rec, resp.headers_mut());
+    expires_header(rec.expires_at(app.cfg.expire_after), resp.headers_mut());
     Ok(resp)
 }
 

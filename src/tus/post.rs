@@ -97,7 +97,7 @@ pub async fn create(app: &Arc<App>, caller: &Caller, req: Request<Incoming>) -> 
     let rh = resp.headers_mut();
     set(rh, LOCATION, &location);
     set(rh, HeaderName::from_static(headers::UPLOAD_OFFSET), rec.offset);
-    expires_header(app, &rec, rh);
+    expires_header(rec.expires_at(app.cfg.expire_after), rh);
     Ok(resp)
 }
 
