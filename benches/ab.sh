@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# benches/ab.sh A_BIN B_BIN single|post|head [PAIRS] — alternate two tusk builds on one workload.
+#
+# This VM's figures drift ±20 % from one minute to the next, so a lever is
+# judged by alternating runs of the build before and after it, each on a
+# fresh server and data directory (under target/ab/), PAIRS times (default 3):
+#   single  POST, then one 1 GiB PATCH (curl -T from /dev/shm): seconds
+#   post    wrk POST creations for 5 s, 16 connections: req/s
+#   head    hey HEAD on one small upload, 150,000 requests, 16 connections: req/s
+# Each line also gives the server's CPU (from /proc/PID/stat).
+# Build the "before" binary with e.g.
+#   git worktree add /tmp/before REV && CARGO_TARGET_DIR=/tmp/before-target cargo build --release
+# Needs curl, wrk, hey.
+set -u
+[ $# -ge 3 ] || { sed -n '2,13p' "$0" >&2; exit 2; }
+A=$(realpath "$1"); B=$(realpath "$2"); KIND=$3; PAIRS=${4:-3}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIG=/dev/shm/tusk-ab-1g.bin
+[ "$KIND" = single ] && [ ! -f $BIG ] && dd if=/dev/urandom of=$BIG bs=1M count=1024 status=none
+
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+one() { # BIN LABEL
+  local d; d=$(mktemp -d "$ROOT/target/ab.XXXXXX")
+  "$1" serve --listen 127.0.0.1:0 --data-dir "$d/data" > "$d/log" 2>&1 &
+  local P=$!
+  for _ in $(seq 100); do grep -q "listening on" "$d/log" && break; sleep 0.1; done
+  local url; url="http://$(grep -o 'listening on http://[^/]*' "$d/log" | sed 's#.*http://##')/files/"
+  post() { curl -s -D - -o /dev/null -X POST -H 'Tus-Resumable: 1.0.0' -H "Upload-Length: $1" "$url" \
+    | tr -d '\r' | awk 'tolower($1)=="location:"{print $2}'; }
+  local t0 t1 out
+  case $KIND in
+    single)
+      local u; u=$(post 1073741824); sync; sleep 1; t0=$(ticks $P)
+      out=$(curl -s -o /dev/null -w '%{http_code} in %{time_total} s' -X PATCH -H 'Tus-Resumable: 1.0.0' \
+        -H 'Upload-Offset: 0' -H 'Content-Type: application/offset+octet-stream' -H 'Expect:' -T $BIG "$u") ;;
+    post)
+      printf '%s\n' 'function init(args) req = wrk.format("POST", nil, {["Tus-Resumable"] = "1.0.0", ["Upload-Length"] = "1024"}, "") end' \
+        'function request() return req end' > "$d/post.lua"
+      t0=$(ticks $P)
+      out="$(timeout 30 wrk -t1 -c16 -d5s -s "$d/post.lua" "$url" | awk '/Requests\/sec/{print $2}') req/s" ;;
+    head)
+      local u; u=$(post 16)
+      curl -s -o /dev/null -X PATCH -H 'Tus-Resumable: 1.0.0' -H 'Upload-Offset: 0' \
+        -H 'Content-Type: application/offset+octet-stream' --data-binary 0123456789abcdef "$u"
+      sleep 0.5; t0=$(ticks $P)
+      out="$(timeout 60 hey -n 150000 -c 16 -cpus 1 -m HEAD -H 'Tus-Resumable: 1.0.0' "$u" | awk '/Requests\/sec/{print $2}') req/s" ;;
+    *) echo "unknown workload $KIND (single|post|head)" >&2; kill $P; exit 2 ;;
+  esac
+  t1=$(ticks $P)
+  echo "$2: $out, server CPU $(( (t1 - t0) * 10 )) ms"
+  kill $P; wait $P 2>/dev/null
+  rm -rf "$d"
+}
+
+for i in $(seq "$PAIRS"); do
+  if [ $((i % 2)) = 1 ]; then one "$A" A; one "$B" B; else one "$B" B; one "$A" A; fi
+done
