@@ -219,6 +219,48 @@ fn restart_reconciles_short_file() {
     assert_eq!(g.header("etag").unwrap(), format!("\"{}\"", sha256_hex(&data)));
 }
 
+/// The same while the server runs: a data file shortened (or removed) by
+/// hand is noticed by the next append, which answers 409 with the offset
+/// that is really stored instead of writing after a gap; the upload resumes
+/// from there (tus and the IETF draft) and ends with the right digest.
+#[test]
+fn a_file_shortened_while_running_winds_the_upload_back() {
+    let s = Server::start(&[]);
+    let data = bytes(3000, 64);
+    let path = s.create(3000, &[]);
+    assert_eq!(s.patch(&path, 0, &data[..2000], &[]).status, 204);
+    let file = s.upload_file(&path).unwrap();
+    std::fs::OpenOptions::new().write(true).open(&file).unwrap().set_len(1200).unwrap();
+    let r = s.patch(&path, 2000, &data[2000..], &[]);
+    assert_eq!(r.status, 409, "{r:?}");
+    assert_eq!(r.header("upload-offset"), Some("1200"));
+    assert_eq!(s.offset(&path), Some(1200));
+    assert_eq!(s.patch(&path, 1200, &data[1200..], &[]).status, 204);
+    let g = s.get(&path);
+    assert_eq!(g.body, data);
+    assert_eq!(g.header("etag").unwrap(), format!("\"{}\"", sha256_hex(&data)));
+
+    // A file removed outright: back to 0, through the IETF draft's append.
+    let path = s.create(3000, &[]);
+    assert_eq!(s.patch(&path, 0, &data[..1000], &[]).status, 204);
+    std::fs::remove_file(s.upload_file(&path).unwrap()).unwrap();
+    let r = s.request(
+        "PATCH",
+        &path,
+        &[
+            ("Upload-Draft-Interop-Version", "6"),
+            ("Upload-Offset", "1000"),
+            ("Upload-Complete", "?1"),
+            ("Content-Type", "application/partial-upload"),
+        ],
+        &data[1000..],
+    );
+    assert_eq!(r.status, 409, "{r:?}");
+    assert_eq!(r.header("upload-offset"), Some("0"));
+    assert_eq!(s.patch(&path, 0, &data, &[]).status, 204);
+    assert_eq!(s.get(&path).header("etag").unwrap(), format!("\"{}\"", sha256_hex(&data)));
+}
+
 /// The checkpoint of a paused body is durable: after kill -9 during the pause
 /// the upload resumes from the bytes that arrived, and its SHA-256 (carried
 /// across the restart in the record) still covers every byte once.

@@ -279,7 +279,9 @@ async fn append(
     let digest = content_digest(h)?;
 
     let lock = app.locks.lock(id).await.map_err(|_| Problem::locked())?;
-    let mut rec = find(app, caller, id)?;
+    let rec = find(app, caller, id)?;
+    // Bytes removed from under the server are noticed before new ones go after them.
+    let mut rec = app.store.verify_offset(rec).await?;
     if rec.is_complete() {
         return Err(Problem::completed(rec.offset.0));
     }

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use uuid::Uuid;
 
@@ -436,9 +436,7 @@ impl Store {
                 Err(e) => return Err(e.into()),
             };
             if len < rec.offset.0 {
-                rec.offset = Offset(len);
-                rec.sha256 = append::hash_prefix(&self.file_path(rec.id), len)?;
-                self.put(&rec)?;
+                self.wind_back(&mut rec, len)?;
                 fixed += 1;
             }
         }
@@ -446,6 +444,43 @@ impl Store {
             self.flush_blocking()?;
         }
         Ok(fixed)
+    }
+
+    /// Records `len` as the upload's offset, re-hashing its first `len` bytes
+    /// (durable after the next flush).
+    fn wind_back(&self, rec: &mut UploadRecord, len: u64) -> Result<()> {
+        rec.offset = Offset(len);
+        rec.sha256 = append::hash_prefix(&self.file_path(rec.id), len)?;
+        self.put(rec)
+    }
+
+    /// The same check as `reconcile`, for one unfinished upload about to be
+    /// appended to: if its file holds fewer bytes than its offset (shortened
+    /// or removed outside the server), it is wound back to what is there, so
+    /// new bytes never land after a gap. Costs a `stat`; re-hashing happens
+    /// only when bytes are missing.
+    pub async fn verify_offset(self: &Arc<Self>, rec: UploadRecord) -> Result<UploadRecord> {
+        if rec.offset.0 == 0 || rec.is_final() || rec.is_complete() {
+            return Ok(rec);
+        }
+        let len = match fs::metadata(self.file_path(rec.id)) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(e.into()),
+        };
+        if len >= rec.offset.0 {
+            return Ok(rec);
+        }
+        tracing::warn!(upload = %rec.id, offset = rec.offset.0, on_disk = len, "upload bytes missing on disk; winding back");
+        let store = self.clone();
+        let rec = tokio::task::spawn_blocking(move || {
+            let mut rec = rec;
+            store.wind_back(&mut rec, len).map(|()| rec)
+        })
+        .await
+        .map_err(|e| StoreError::Io(io::Error::other(e.to_string())))??;
+        self.flush().await?;
+        Ok(rec)
     }
 }
 

@@ -40,7 +40,9 @@ pub async fn append(
     let checksum = headers::checksum(h)?;
 
     let lock = app.locks.lock(id).await?;
-    let mut rec = find(app, caller, id)?;
+    let rec = find(app, caller, id)?;
+    // Bytes removed from under the server are noticed before new ones go after them.
+    let mut rec = app.store.verify_offset(rec).await?;
     if rec.is_final() {
         return Err(TusError::new(
             StatusCode::FORBIDDEN,
