@@ -369,7 +369,8 @@ struct SmallDisk {
 }
 
 impl SmallDisk {
-    fn mount(size: &str, filler_mib: usize) -> Option<SmallDisk> {
+    /// `test` names the caller in the SKIPPED line printed when mounting is not permitted.
+    fn mount(test: &str, size: &str, filler_mib: usize) -> Option<SmallDisk> {
         let dir = tempfile::tempdir().unwrap();
         let ok = std::process::Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
@@ -377,7 +378,11 @@ impl SmallDisk {
             .stderr(std::process::Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
-        let disk = ok.then_some(SmallDisk { dir })?;
+        if !ok {
+            eprintln!("SKIPPED {test}: cannot mount a tmpfs here (needs root)");
+            return None;
+        }
+        let disk = SmallDisk { dir };
         std::fs::write(disk.filler(), vec![1u8; filler_mib << 20]).unwrap();
         Some(disk)
     }
@@ -424,10 +429,7 @@ fn free_and_resume(disk: &SmallDisk, s: &Server, path: &str, data: &[u8], kept: 
 /// resumes from that offset and ends with the right bytes.
 #[test]
 fn full_disk_answers_507_and_the_upload_resumes() {
-    let Some(disk) = SmallDisk::mount("8m", 3) else {
-        eprintln!(
-            "SKIPPED full_disk_answers_507_and_the_upload_resumes: cannot mount a tmpfs here (needs root)"
-        );
+    let Some(disk) = SmallDisk::mount("full_disk_answers_507_and_the_upload_resumes", "8m", 3) else {
         return;
     };
     // No reserve: this is about the disk really filling up.
@@ -445,10 +447,8 @@ fn full_disk_answers_507_and_the_upload_resumes() {
 #[test]
 fn free_space_reserve_stops_uploads_before_the_disk_fills() {
     // 16 MiB: 4 filled, 4 in reserve; a 10 MiB upload stops after ~8.
-    let Some(disk) = SmallDisk::mount("16m", 4) else {
-        eprintln!(
-            "SKIPPED free_space_reserve_stops_uploads_before_the_disk_fills: cannot mount a tmpfs here (needs root)"
-        );
+    let Some(disk) = SmallDisk::mount("free_space_reserve_stops_uploads_before_the_disk_fills", "16m", 4)
+    else {
         return;
     };
     let s = disk.server(&["--min-free-space", "4MiB"]);

@@ -165,7 +165,7 @@ where
                 let over = data.len() as u64 > room;
                 let data = if over { &data[..room as usize] } else { &data[..] };
                 // Free space is checked before the first byte and then every
-                // SPACE_CHECK_BYTES: a statvfs is a microsecond.
+                // SPACE_CHECK_BYTES: an fstatvfs is about a microsecond.
                 if received >= next_space_check {
                     next_space_check = received + SPACE_CHECK_BYTES;
                     if let Some(free) = app.store.short_of_space(plan.min_free_space) {
