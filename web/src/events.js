@@ -77,17 +77,22 @@ export function openStream(url, handlers) {
   let stopped = false
 
   async function connect() {
-    controller = new AbortController()
+    // Each connection has its own controller, so a connection that ends can
+    // tell whether it was stopped or replaced (by `stop()` or `restart()`) or
+    // cut off (`drop()`, the network): only the last is a reason to reconnect.
+    const ctl = new AbortController()
+    controller = ctl
     const headers = { Accept: 'text/event-stream', ...authHeaders() }
     if (lastEventId) headers['Last-Event-ID'] = lastEventId
     let resp
     try {
-      resp = await fetch(url, { headers, signal: controller.signal, cache: 'no-store' })
+      resp = await fetch(url, { headers, signal: ctl.signal, cache: 'no-store' })
     } catch (err) {
-      return retry(err)
+      return retry(ctl, err)
     }
     if (resp.status !== 200) {
       const err = await apiError(resp)
+      if (stopped || ctl !== controller) return
       const fatal = resp.status === 401 || resp.status === 403
       handlers.onError(err, { fatal })
       if (!fatal) schedule()
@@ -119,14 +124,20 @@ export function openStream(url, handlers) {
         if (done) break
         parser.push(value)
       }
-      retry(new Error('the event stream ended'))
+      retry(ctl, new Error('the event stream ended'))
     } catch (err) {
-      retry(err)
+      retry(ctl, err)
     }
   }
 
-  function retry(err) {
-    if (stopped || err?.name === 'AbortError') return
+  /** The connection of `ctl` ended with `err`: reconnect unless it was meant to end. */
+  function retry(ctl, err) {
+    // Not the error's name: once the response has started, Chromium errors an
+    // aborted body with a plain AbortError ("BodyStreamBuffer was aborted")
+    // whatever the abort's reason, so a drop() would look like a stop().
+    if (stopped || ctl !== controller) return
+    // A dropped connection reports why it was dropped, not the bare AbortError.
+    if (ctl.signal.aborted && ctl.signal.reason !== undefined) err = ctl.signal.reason
     handlers.onError(err, { fatal: false })
     schedule()
   }
