@@ -12,9 +12,14 @@ use crate::auth::Keys;
 use crate::config::Config;
 use crate::http::{Response, full};
 use crate::lock::Locker;
+use crate::server::clients::{self, ClientLimit};
 use crate::server::cors;
 use crate::store::Store;
 use crate::tus;
+
+/// The TCP peer of a request's connection (a request extension).
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub std::net::SocketAddr);
 
 pub struct App {
     pub cfg: Config,
@@ -28,6 +33,8 @@ pub struct App {
     pub probe_slots: Semaphore,
     /// Cancelled when the server begins to shut down.
     pub shutdown: CancellationToken,
+    /// Behind a proxy: requests in flight per forwarded client address.
+    pub clients: ClientLimit,
 }
 
 impl App {
@@ -39,7 +46,9 @@ impl App {
         shutdown: CancellationToken,
     ) -> Arc<App> {
         let locks = Locker::new(cfg.lock_timeout, shutdown.clone());
+        let clients = ClientLimit::new(cfg.max_connections_per_ip);
         Arc::new(App {
+            clients,
             cfg,
             store,
             locks,
@@ -53,7 +62,49 @@ impl App {
 
     /// Routes a request and adds the headers every response carries.
     pub async fn handle(self: Arc<App>, req: Request<Incoming>) -> Response {
-        let origin = cors::origin(req.headers(), &self.cfg.cors);
+        let open = self.keys.is_open();
+        // Open mode answers only names of this machine: a page whose DNS name
+        // was rebound to 127.0.0.1 must not reach the assets.
+        if open && !self.cfg.allow_anonymous {
+            let host = crate::http::header_str(req.headers(), http::header::HOST)
+                .or_else(|| req.uri().authority().map(|a| a.as_str()))
+                .unwrap_or("");
+            if !crate::http::is_loopback_host(host) {
+                return plain(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    &format!(
+                        "this server runs without API keys (open mode) and answers only for this machine \
+                         (localhost, 127.0.0.1, [::1]), not for Host {host:?}; create a key with \
+                         `tusk keys create` to serve other names"
+                    ),
+                );
+            }
+        }
+        let _client_slot = if self.cfg.behind_proxy {
+            let peer = req.extensions().get::<Peer>().map(|p| p.0.ip());
+            match clients::forwarded_client(req.headers()).or(peer) {
+                Some(ip) => match self.clients.try_acquire(ip) {
+                    Some(slot) => Some(slot),
+                    None => {
+                        let mut resp = plain(
+                            StatusCode::TOO_MANY_REQUESTS,
+                            &format!(
+                                "too many requests from {ip} at once (at most {}, --max-connections-per-ip); \
+                                 retry when some have finished",
+                                self.clients.per_client()
+                            ),
+                        );
+                        resp.headers_mut()
+                            .insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+                        return resp;
+                    }
+                },
+                None => None,
+            }
+        } else {
+            None
+        };
+        let origin = cors::origin(req.headers(), &self.cfg, open);
         let preflight = cors::is_preflight(req.method(), req.headers());
         let preflight_headers = preflight.then(|| req.headers().clone());
 

@@ -4,6 +4,11 @@
 //! sled: sled allows one process per database, and `tusk keys ...` must work
 //! while a server runs on the same directory. The server notices changes to
 //! that folder within a second. Only a SHA-256 of each secret is stored.
+//!
+//! Open mode (no key, one `default` project) ends for good once a key has
+//! existed in a data directory: `keys/.keys-in-use` remembers it, and a
+//! running server never reopens. Deleting the key files then locks everyone
+//! out (401) instead of silently serving anyone.
 
 use std::collections::HashMap;
 use std::fs;
@@ -72,6 +77,18 @@ fn keys_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("keys")
 }
 
+/// Written before the first key: this directory has used keys.
+const IN_USE_MARKER: &str = ".keys-in-use";
+
+fn mark_in_use(dir: &Path) -> io::Result<()> {
+    let marker = dir.join(IN_USE_MARKER);
+    if marker.exists() {
+        return Ok(());
+    }
+    fs::write(&marker, b"API keys have been used in this data directory; open mode stays off.\n")?;
+    fs::File::open(dir)?.sync_all()
+}
+
 fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
@@ -82,6 +99,8 @@ pub struct Keys {
     state: RwLock<KeyState>,
     /// Open mode (no key exists) is allowed for this server.
     allow_open: bool,
+    /// A key has existed here: open mode is over, whatever the folder holds now.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -93,14 +112,25 @@ impl Keys {
     pub fn open(data_dir: &Path, allow_open: bool) -> io::Result<Keys> {
         let dir = keys_dir(data_dir);
         fs::create_dir_all(&dir)?;
-        let keys = Keys { dir, state: RwLock::default(), allow_open };
+        let closed = dir.join(IN_USE_MARKER).exists();
+        let keys = Keys { dir, state: RwLock::default(), allow_open, closed: closed.into() };
         keys.reload()?;
         Ok(keys)
     }
 
-    /// No key has ever been created: the server may run open.
-    pub fn is_empty(&self) -> bool {
-        self.state.read().expect("keys").by_hash.is_empty()
+    /// Requests are served without a key, into the project `default`.
+    pub fn is_open(&self) -> bool {
+        self.allow_open && !self.closed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Some key is not revoked.
+    pub fn has_active(&self) -> bool {
+        self.state.read().expect("keys").by_hash.values().any(|k| k.revoked_at.is_none())
+    }
+
+    /// No key has ever existed in this data directory.
+    pub fn never_used(&self) -> bool {
+        !self.closed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Re-reads the folder (a handful of small files); true if anything changed.
@@ -113,8 +143,19 @@ impl Keys {
             v.sort();
             v
         };
+        if !by_hash.is_empty() && self.never_used() {
+            mark_in_use(&self.dir)?;
+            self.closed.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let mut state = self.state.write().expect("keys");
         let changed = fingerprint(&state.by_hash) != fingerprint(&by_hash);
+        if changed && by_hash.is_empty() && !self.never_used() {
+            tracing::error!(
+                "every API key file is gone from {}: all requests are refused (401) until a key is created \
+                 with `tusk keys create`; open mode stays off (see README, Security, to reopen on purpose)",
+                self.dir.display()
+            );
+        }
         state.by_hash = by_hash;
         Ok(changed)
     }
@@ -141,10 +182,10 @@ impl Keys {
             let (scheme, token) = v.split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         });
-        let state = self.state.read().expect("keys");
-        if state.by_hash.is_empty() && self.allow_open {
+        if self.is_open() {
             return Ok(Caller { project_id: *DEFAULT_PROJECT_ID, project: DEFAULT_PROJECT.into() });
         }
+        let state = self.state.read().expect("keys");
         let token = bearer.ok_or(AuthError::Missing)?;
         let key = state.by_hash.get(&hash_secret(token)).ok_or(AuthError::Unknown)?;
         if key.revoked_at.is_some() {
@@ -202,6 +243,7 @@ pub fn create_key(data_dir: &Path, project: &str) -> io::Result<(KeyRecord, Stri
     }
     let dir = keys_dir(data_dir);
     fs::create_dir_all(&dir)?;
+    mark_in_use(&dir)?;
     let key_id = format!("key_{}", random_hex(8)?);
     let secret = format!("sk_{}", random_hex(24)?);
     let rec = KeyRecord {

@@ -24,7 +24,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the upload server (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create, list and revoke API keys (works while a server runs).
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -84,8 +84,32 @@ pub struct ServeArgs {
     pub behind_proxy: bool,
 
     /// Comma-separated origins allowed by CORS, or `*` for any origin.
-    #[arg(long, env = "TUSK_CORS_ORIGINS", default_value = "*")]
-    pub cors_origins: String,
+    /// Default: any origin once API keys are in use; in open mode (no key)
+    /// only pages on this machine (localhost, 127.0.0.0/8, [::1]).
+    #[arg(long, env = "TUSK_CORS_ORIGINS")]
+    pub cors_origins: Option<String>,
+
+    /// Send `Access-Control-Allow-Credentials: true` to the origins of
+    /// `--cors-origins` (an explicit list only). tusk authenticates with
+    /// headers, never cookies, so only a page that also needs cookies for a
+    /// proxy in front of tusk needs this.
+    #[arg(long, env = "TUSK_CORS_ALLOW_CREDENTIALS", default_value_t = false)]
+    pub cors_allow_credentials: bool,
+
+    /// A connection must deliver a complete request head within this long:
+    /// from its first byte on, and again while idle between requests
+    /// (keep-alive). Silent and byte-by-byte clients are closed after it.
+    #[arg(long, env = "TUSK_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// Most connections served at once from one client address (the
+    /// forwarded client address with `--behind-proxy`, counted per request).
+    #[arg(long, env = "TUSK_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
+    pub max_connections_per_ip: usize,
+
+    /// Also speak HTTP/2 without TLS (h2c, prior knowledge), as tusd's `-enable-h2c`.
+    #[arg(long, env = "TUSK_H2C", default_value_t = false)]
+    pub h2c: bool,
 
     /// How long a request for an upload waits for an older request on the same
     /// upload to let go (it is asked to stop at once) before answering 423.
@@ -176,7 +200,12 @@ pub struct Config {
     pub expire_after: Duration,
     pub read_timeout: Duration,
     pub behind_proxy: bool,
-    pub cors: CorsOrigins,
+    /// `None`: not configured (any origin with keys, this machine's in open mode).
+    pub cors: Option<CorsOrigins>,
+    pub cors_allow_credentials: bool,
+    pub header_timeout: Duration,
+    pub max_connections_per_ip: usize,
+    pub h2c: bool,
     pub lock_timeout: Duration,
     pub max_connections: usize,
     pub download_ttl: Duration,
@@ -230,7 +259,11 @@ impl From<ServeArgs> for Config {
             expire_after: a.expire_after,
             read_timeout: a.read_timeout,
             behind_proxy: a.behind_proxy,
-            cors: CorsOrigins::parse(&a.cors_origins),
+            cors: a.cors_origins.as_deref().map(CorsOrigins::parse),
+            cors_allow_credentials: a.cors_allow_credentials,
+            header_timeout: a.header_timeout.max(Duration::from_millis(100)),
+            max_connections_per_ip: a.max_connections_per_ip.max(1),
+            h2c: a.h2c,
             lock_timeout: a.lock_timeout,
             max_connections: a.max_connections.max(1),
             download_ttl: a.download_ttl,

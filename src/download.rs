@@ -63,7 +63,8 @@ pub fn content_disposition(content_type: &str, filename: Option<&str>) -> String
     format!("{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }
 
-enum RangeSpec {
+#[doc(hidden)]
+pub enum RangeSpec {
     Full,
     Partial(u64, u64),
     Unsatisfiable,
@@ -71,7 +72,7 @@ enum RangeSpec {
 
 /// A single `bytes=` range; several ranges are answered with the whole body
 /// (RFC 9110 allows ignoring Range).
-fn parse_range(value: &str, len: u64) -> RangeSpec {
+pub fn parse_range(value: &str, len: u64) -> RangeSpec {
     let Some(spec) = value.trim().strip_prefix("bytes=") else { return RangeSpec::Full };
     if spec.contains(',') {
         return RangeSpec::Full;

@@ -15,8 +15,11 @@ use uuid::Uuid;
 
 use crate::store::UploadRecord;
 
-/// Events kept for `Last-Event-ID` replay.
+/// Events kept for `Last-Event-ID` replay: at most this many...
 const HISTORY: usize = 4096;
+/// ...and at most about this many bytes of records (metadata is up to 16 KiB
+/// an asset; 4,096 copies of 64 KiB records once took 400 MiB).
+const HISTORY_BYTES: usize = 8 << 20;
 /// At most one progress event per asset this often.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
@@ -57,8 +60,25 @@ pub struct Events {
     boot: String,
     seq: AtomicU64,
     tx: broadcast::Sender<std::sync::Arc<Event>>,
-    history: Mutex<VecDeque<std::sync::Arc<Event>>>,
+    history: Mutex<History>,
     last_progress: Mutex<HashMap<Uuid, Instant>>,
+}
+
+#[derive(Default)]
+struct History {
+    events: VecDeque<(std::sync::Arc<Event>, usize)>,
+    bytes: usize,
+}
+
+/// About what a record holds on the heap: its metadata twice (the header as
+/// sent and the asset's map), names and a fixed part.
+fn approx_size(rec: &UploadRecord) -> usize {
+    let meta = rec.metadata.as_ref().map_or(0, String::len);
+    let asset = rec.asset.as_ref().map_or(0, |a| {
+        a.metadata.iter().map(|(k, v)| k.len() + v.len() + 48).sum::<usize>()
+            + a.name.as_ref().map_or(0, String::len)
+    });
+    512 + meta + asset
 }
 
 /// Where a resumed stream starts.
@@ -82,7 +102,7 @@ impl Events {
             boot: Uuid::now_v7().simple().to_string()[24..].to_string(),
             seq: AtomicU64::new(0),
             tx,
-            history: Mutex::new(VecDeque::with_capacity(HISTORY)),
+            history: Mutex::default(),
             last_progress: Mutex::default(),
         }
     }
@@ -101,11 +121,15 @@ impl Events {
         let mut history = self.history.lock().expect("history");
         // Numbered under the history lock so history stays in order.
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        // One copy of the record, shared by the history and every subscriber.
         let ev = std::sync::Arc::new(Event { seq, kind, project: rec.project_id, record: rec.clone() });
-        if history.len() == HISTORY {
-            history.pop_front();
+        let size = approx_size(rec);
+        history.bytes += size;
+        history.events.push_back((ev.clone(), size));
+        while history.events.len() > HISTORY || (history.bytes > HISTORY_BYTES && history.events.len() > 1) {
+            let (_, dropped) = history.events.pop_front().expect("not empty");
+            history.bytes -= dropped;
         }
-        history.push_back(ev.clone());
         drop(history);
         let _ = self.tx.send(ev); // no subscribers is fine
     }
@@ -138,9 +162,11 @@ impl Events {
             return Resume::Gap;
         }
         let history = self.history.lock().expect("history");
-        match history.front() {
-            Some(first) if first.seq > seq + 1 => Resume::Gap,
-            _ => Resume::From(history.iter().filter(|e| e.seq > seq).cloned().collect()),
+        match history.events.front() {
+            Some((first, _)) if first.seq > seq + 1 => Resume::Gap,
+            _ => Resume::From(
+                history.events.iter().filter(|(e, _)| e.seq > seq).map(|(e, _)| e.clone()).collect(),
+            ),
         }
     }
 }

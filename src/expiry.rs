@@ -73,6 +73,10 @@ pub async fn sweep_once(app: &Arc<App>) -> Result<usize, crate::store::StoreErro
         }
     }
     let before = Timestamp(now.0.saturating_sub(TOMBSTONE_TTL.as_millis() as u64));
-    app.store.prune_tombstones(before)?;
+    // Reads every tombstone: off the request threads.
+    let store = app.store.clone();
+    tokio::task::spawn_blocking(move || store.prune_tombstones(before))
+        .await
+        .map_err(|e| crate::store::StoreError::Io(std::io::Error::other(e.to_string())))??;
     Ok(removed)
 }

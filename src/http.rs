@@ -36,6 +36,28 @@ pub fn media_type(headers: &HeaderMap) -> Option<String> {
         .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
 }
 
+/// `host[:port]` names this machine: `localhost` (and `*.localhost`, which
+/// RFC 6761 reserves for it), 127.0.0.0/8 or `[::1]`. A DNS name that merely
+/// resolves to 127.0.0.1 (DNS rebinding) does not count.
+pub fn is_loopback_host(authority: &str) -> bool {
+    let host = match authority.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((h, port)) if port.is_empty() || port.starts_with(':') => h,
+            _ => return false,
+        },
+        None => match authority.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            Some(_) => return false,
+            None => authority,
+        },
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    if host == "localhost" || host.ends_with(".localhost") {
+        return true;
+    }
+    host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// `scheme://host` for URLs handed back to the client. Forwarding headers are
 /// trusted only when configured, since any client can send them.
 pub fn public_origin(headers: &HeaderMap, uri: &http::Uri, behind_proxy: bool) -> String {
@@ -80,4 +102,37 @@ pub fn public_origin(headers: &HeaderMap, uri: &http::Uri, behind_proxy: bool) -
         host = "localhost".to_string();
     }
     format!("{scheme}://{host}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_host;
+
+    #[test]
+    fn loopback_hosts() {
+        for h in [
+            "localhost",
+            "localhost:1080",
+            "LOCALHOST.",
+            "app.localhost:3000",
+            "127.0.0.1",
+            "127.9.8.7:80",
+            "[::1]",
+            "[::1]:1080",
+        ] {
+            assert!(is_loopback_host(h), "{h}");
+        }
+        for h in [
+            "",
+            "rebind.attacker.example:1080",
+            "127.0.0.1.nip.io",
+            "10.0.0.1",
+            "[::2]:1",
+            "localhost:x",
+            "[::1]x",
+            "evil.example",
+        ] {
+            assert!(!is_loopback_host(h), "{h}");
+        }
+    }
 }

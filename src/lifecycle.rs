@@ -18,8 +18,10 @@ pub async fn after_commit(app: &App, rec: &mut UploadRecord) -> Result<(), Store
 /// Called once, right after the commit that completed `rec`.
 pub async fn on_complete(app: &Arc<App>, rec: &UploadRecord) {
     if rec.is_partial() {
-        // Partial uploads are not assets; they may complete a waiting final.
-        crate::tus::on_partial_complete(app).await;
+        // Partial uploads are not assets; they may complete waiting finals,
+        // assembled in the background so this answer does not wait for them.
+        let (app, part) = (app.clone(), rec.id);
+        tokio::spawn(async move { crate::tus::on_partial_complete(&app, Some(part)).await });
     } else {
         on_upload_complete(app, rec).await;
     }

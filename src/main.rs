@@ -8,6 +8,10 @@ use tusk::auth;
 use tusk::config::{Cli, Command, Config, KeysCommand, ServeArgs};
 
 fn main() -> ExitCode {
+    // Upload bytes, the metadata database and key files are for this user
+    // only (folders 0700, files 0600), whatever umask the server inherits.
+    // SAFETY: umask only swaps the process's file-creation mask.
+    unsafe { libc::umask(0o077) };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -24,7 +28,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         None => serve(cli.serve),
-        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Serve(args)) => serve(*args),
         Some(Command::Keys(cmd)) => keys(cmd),
     };
     match result {

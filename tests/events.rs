@@ -21,7 +21,7 @@ impl Sse {
     fn open(s: &Server, headers: &[(&str, &str)]) -> Sse {
         let mut c = TcpStream::connect(s.addr).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut req = "GET /v1/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n".to_string();
+        let mut req = format!("GET /v1/events HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n", s.addr);
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -181,7 +181,7 @@ fn progress_flows_during_one_long_patch() {
     let mut c = TcpStream::connect(s.addr).unwrap();
     write!(
         c,
-        "PATCH {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n\
+        "PATCH {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n\
          Content-Type: application/offset+octet-stream\r\nContent-Length: {}\r\n\r\n",
         data.len()
     )

@@ -196,7 +196,7 @@ fn resume_after_a_cut_body_keeps_what_arrived() {
         let mut c = std::net::TcpStream::connect(s.addr).unwrap();
         write!(
             c,
-            "PATCH {path} HTTP/1.1\r\nHost: x\r\nUpload-Draft-Interop-Version: {v}\r\nUpload-Offset: 0\r\n\
+            "PATCH {path} HTTP/1.1\r\nHost: localhost\r\nUpload-Draft-Interop-Version: {v}\r\nUpload-Offset: 0\r\n\
              Upload-Complete: ?1\r\nContent-Type: {}\r\nContent-Length: {len}\r\n\r\n",
             ctype(v)
         )

@@ -27,7 +27,7 @@ fn assert_cors(r: &Resp, what: &str) {
 
 #[test]
 fn preflight() {
-    let s = Server::start(&[]);
+    let s = Server::start(&["--cors-origins", ORIGIN]);
     for path in ["/files/", "/files/0193c0de-0000-7000-8000-000000000000"] {
         let r = s.request(
             "OPTIONS",
@@ -70,7 +70,7 @@ fn preflight() {
 
 #[test]
 fn every_answer_carries_cors() {
-    let s = Server::start(&["--max-size", "100"]);
+    let s = Server::start(&["--max-size", "100", "--cors-origins", ORIGIN]);
     let o = ("Origin", ORIGIN);
     let r = s.request("POST", "/files/", &[o, TUS, ("Upload-Length", "10")], b"");
     assert_eq!(r.status, 201);
@@ -147,4 +147,37 @@ fn origin_allow_list() {
     let r = s.request("POST", "/files/", &[TUS, ("Upload-Length", "1")], b"");
     assert_eq!(r.status, 201);
     assert_eq!(r.header("access-control-allow-origin"), None);
+}
+
+/// Without `--cors-origins`: any origin once keys are in use (a key is
+/// needed anyway), only this machine's pages in open mode; never credentials.
+#[test]
+fn default_origins_depend_on_the_mode() {
+    let s = Server::start(&[]);
+    let r = s.request("POST", "/files/", &[("Origin", ORIGIN), TUS, ("Upload-Length", "1")], b"");
+    assert_eq!(r.status, 403, "open mode: {r:?}");
+    let local = "http://127.0.0.1:5173";
+    let r = s.request("POST", "/files/", &[("Origin", local), TUS, ("Upload-Length", "1")], b"");
+    assert_eq!(r.status, 201);
+    assert_eq!(r.header("access-control-allow-origin"), Some(local));
+    assert_eq!(r.header("access-control-allow-credentials"), None);
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tusk"))
+        .args(["keys", "create", "--project", "p", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let s = Server::start_in(dir.path(), &[]);
+    let auth = format!("Bearer {key}");
+    let r = s.request(
+        "POST",
+        "/files/",
+        &[("Origin", ORIGIN), TUS, ("Upload-Length", "1"), ("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_cors(&r, "with keys");
+    assert_eq!(r.header("access-control-allow-credentials"), None);
 }

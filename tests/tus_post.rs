@@ -204,7 +204,7 @@ fn location_ignores_forwarding_headers_by_default() {
 
 #[test]
 fn location_behind_proxy() {
-    let s = Server::start(&["--behind-proxy"]);
+    let s = Server::start(&["--behind-proxy", "--allow-anonymous"]);
     let (path, r) = s.create_resp(
         &[
             TUS,

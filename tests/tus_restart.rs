@@ -182,8 +182,10 @@ fn sigterm_with_idle_stalled_patch() {
     let mut c = s.open("PATCH", &path, &patch_headers("0", &[("Content-Length", "100")]));
     c.write_all(&[7u8; 40]).unwrap();
     let mut k = std::net::TcpStream::connect(s.addr).unwrap();
-    k.write_all(format!("HEAD {other} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\n\r\n").as_bytes())
-        .unwrap();
+    k.write_all(
+        format!("HEAD {other} HTTP/1.1\r\nHost: localhost\r\nTus-Resumable: 1.0.0\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let t = Instant::now();
     let status = s.sigterm();

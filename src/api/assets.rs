@@ -149,8 +149,8 @@ pub async fn create(
     };
     let size = match body.remove("size_bytes") {
         None | Some(Value::Null) => None,
-        Some(Value::Number(n)) if n.as_u64().is_some_and(|v| v <= i64::MAX as u64) => {
-            let v = n.as_u64().expect("checked");
+        Some(Value::Number(n)) if json_u64(&n).is_some() => {
+            let v = json_u64(&n).expect("checked");
             if let Some(max) = app.cfg.max_size
                 && v > max
             {
@@ -183,6 +183,23 @@ pub async fn create(
     match body.remove("metadata") {
         None | Some(Value::Null) => {}
         Some(Value::Object(map)) => {
+            use crate::tus::headers::{MAX_METADATA_BYTES, MAX_METADATA_PAIRS};
+            let bytes: usize = map.iter().map(|(k, v)| k.len() + v.as_str().map_or(0, str::len)).sum();
+            if map.len() > MAX_METADATA_PAIRS {
+                errors.push(FieldError::new(
+                    "metadata",
+                    "too_many",
+                    format!("has {} keys; at most {MAX_METADATA_PAIRS} are accepted", map.len()),
+                ));
+            } else if bytes > MAX_METADATA_BYTES {
+                errors.push(FieldError::new(
+                    "metadata",
+                    "too_large",
+                    format!(
+                        "keys and values add up to {bytes} bytes; at most {MAX_METADATA_BYTES} are accepted"
+                    ),
+                ));
+            }
             for (k, v) in map {
                 let key_ok = !k.is_empty() && k.bytes().all(|b| b.is_ascii_graphic() && b != b',');
                 match v {
@@ -243,7 +260,11 @@ pub async fn create(
     Ok(resp)
 }
 
-pub fn list(app: &App, caller: &Caller, req: &Request<Incoming>) -> Result<Response, ApiError> {
+pub async fn list(
+    app: &std::sync::Arc<App>,
+    caller: &Caller,
+    req: &Request<Incoming>,
+) -> Result<Response, ApiError> {
     let mut state = None;
     let mut kind = None;
     let mut limit = 20usize;
@@ -285,19 +306,28 @@ pub fn list(app: &App, caller: &Caller, req: &Request<Incoming>) -> Result<Respo
     if !errors.is_empty() {
         return Err(ApiError::invalid(errors));
     }
-    let (page, next) = app.store.list_assets(caller.project_id, cursor, limit, |rec| {
-        let Some(a) = &rec.asset else { return false };
-        state.is_none_or(|s| a.state == s)
-            && kind.is_none_or(|k| a.sniffed.as_ref().is_some_and(|x| x.kind == k))
-    })?;
-    let view = View::new(app, req.headers(), req.uri());
-    let data: Vec<Value> = page.iter().map(|r| view.asset(r)).collect();
-    let body = json!({ "data": data, "next_cursor": next });
-    Ok(json_response(StatusCode::OK, serde_json::to_vec(&body).expect("json")))
+    // Reading and rendering a page is up to a few MiB of work: off the
+    // request threads, so a list never stalls uploads and HEADs.
+    let (app, project) = (app.clone(), caller.project_id);
+    let origin = View::new(&app, req.headers(), req.uri()).origin;
+    let body = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
+        let (page, next) = app.store.list_assets(project, cursor, limit, |rec| {
+            let Some(a) = &rec.asset else { return false };
+            state.is_none_or(|s| a.state == s)
+                && kind.is_none_or(|k| a.sniffed.as_ref().is_some_and(|x| x.kind == k))
+        })?;
+        let view = View { app: &app, origin };
+        let data: Vec<Value> = page.iter().map(|r| view.asset(r)).collect();
+        Ok(serde_json::to_vec(&json!({ "data": data, "next_cursor": next })).expect("json"))
+    })
+    .await
+    .map_err(|e| crate::store::StoreError::Io(std::io::Error::other(e.to_string())))??;
+    Ok(json_response(StatusCode::OK, body))
 }
 
 pub async fn delete(app: &App, caller: &Caller, id: Uuid) -> Result<Response, ApiError> {
-    // Interrupts an upload in flight, like a tus DELETE.
+    // Only the owner may interrupt an upload in flight (as a tus DELETE does).
+    find(app, caller, id)?;
     let _lock = app.locks.lock(id).await?;
     find(app, caller, id)?;
     crate::lifecycle::remove(app, id, crate::store::GoneReason::Terminated).await?;
@@ -374,6 +404,23 @@ pub fn types() -> Response {
         .map(|t| json!({ "type": t.as_str(), "formats": by_type[t.as_str()] }))
         .collect();
     json_response(StatusCode::OK, serde_json::to_vec(&json!({ "data": data })).expect("json"))
+}
+
+/// A JSON number that is a non-negative integer tus can store (at most
+/// i64::MAX). `813.0` counts, as JSON Schema's `integer` says; an integral
+/// float is taken only where it is exact (below 2^53).
+fn json_u64(n: &serde_json::Number) -> Option<u64> {
+    let v = match n.as_u64() {
+        Some(v) => v,
+        None => {
+            let f = n.as_f64()?;
+            if !(f >= 0.0 && f.fract() == 0.0 && f < 9_007_199_254_740_992.0) {
+                return None;
+            }
+            f as u64
+        }
+    };
+    (v <= i64::MAX as u64).then_some(v)
 }
 
 /// `application/x-www-form-urlencoded` pairs of a query string.

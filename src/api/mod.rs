@@ -45,7 +45,7 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<Response, ApiErr
     let caller = app.keys.authenticate(req.headers())?;
     match (&method, segments.as_slice()) {
         (&Method::POST, ["v1", "assets"]) => assets::create(&app, &caller, req).await,
-        (&Method::GET, ["v1", "assets"]) => assets::list(&app, &caller, &req),
+        (&Method::GET, ["v1", "assets"]) => assets::list(&app, &caller, &req).await,
         (&Method::GET, ["v1", "events"]) => events::stream(&app, &caller, &req),
         (&Method::GET, ["v1", "assets", id]) => {
             let id = parse_id(id)?;

@@ -122,7 +122,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response {
 }
 
 /// `Upload-Complete` as a structured boolean (`?1` / `?0`).
-fn upload_complete(h: &HeaderMap) -> Result<Option<bool>, Problem> {
+pub fn upload_complete(h: &HeaderMap) -> Result<Option<bool>, Problem> {
     match header_str(h, "upload-complete") {
         None => Ok(None),
         Some("?1") => Ok(Some(true)),
@@ -133,6 +133,27 @@ fn upload_complete(h: &HeaderMap) -> Result<Option<bool>, Problem> {
 
 fn number(h: &HeaderMap, name: &'static str) -> Result<Option<u64>, Problem> {
     crate::tus::headers::parse_u64(h, name).map_err(|e| Problem::bad_request(e.message))
+}
+
+/// `Content-Length`, which the draft may take as the upload's length: capped
+/// like every tus length (i64), so it cannot declare a length no offset reaches.
+fn body_length(h: &HeaderMap) -> Result<Option<u64>, Problem> {
+    match crate::tus::headers::content_length(h) {
+        Some(n) if n > i64::MAX as u64 => Err(Problem::bad_request(format!(
+            "Content-Length {n} is more than the largest upload length ({} bytes)",
+            i64::MAX
+        ))),
+        other => Ok(other),
+    }
+}
+
+/// Checked before an upload's lock is taken (and again after): taking it
+/// interrupts the request holding it, which only its own project may cause.
+fn check_owner(app: &App, caller: &Caller, id: Uuid) -> Result<(), Problem> {
+    match app.store.owner(id)? {
+        Some(p) if p == caller.project_id => Ok(()),
+        _ => Err(Problem::not_found()),
+    }
 }
 
 fn find(app: &App, caller: &Caller, id: Uuid) -> Result<UploadRecord, Problem> {
@@ -179,7 +200,7 @@ async fn create(
         )
     })?;
     let declared = number(h, "upload-length")?;
-    let content_length = crate::tus::headers::content_length(h);
+    let content_length = body_length(h)?;
     let length = match (declared, complete, content_length) {
         (Some(d), true, Some(cl)) if d != cl => {
             return Err(Problem::inconsistent_length(format!(
@@ -245,6 +266,7 @@ async fn offset(
         ));
     }
     // Stops an append still running for this upload (the client reconnected).
+    check_owner(app, caller, id)?;
     let _lock = app.locks.lock(id).await.map_err(|_| Problem::locked())?;
     let rec = find(app, caller, id)?;
     let mut resp = http::Response::new(empty());
@@ -278,6 +300,7 @@ async fn append(
     let declared = number(h, "upload-length")?;
     let digest = content_digest(h)?;
 
+    check_owner(app, caller, id)?;
     let lock = app.locks.lock(id).await.map_err(|_| Problem::locked())?;
     let rec = find(app, caller, id)?;
     // Bytes removed from under the server are noticed before new ones go after them.
@@ -288,7 +311,7 @@ async fn append(
     if offset != rec.offset.0 {
         return Err(Problem::mismatch(rec.offset.0, offset));
     }
-    let cl = crate::tus::headers::content_length(h);
+    let cl = body_length(h)?;
     let implied = match (complete, cl) {
         (true, Some(cl)) => Some(offset + cl),
         _ => None,
@@ -335,6 +358,7 @@ async fn cancel(
     if v == Interop::V6 && (h.contains_key("upload-offset") || h.contains_key("upload-complete")) {
         return Err(Problem::bad_request("a cancellation must not carry Upload-Offset or Upload-Complete"));
     }
+    check_owner(app, caller, id)?;
     let _lock = app.locks.lock(id).await.map_err(|_| Problem::locked())?;
     find(app, caller, id)?;
     crate::lifecycle::remove(app, id, crate::store::GoneReason::Terminated).await?;
@@ -457,7 +481,7 @@ async fn write(
 }
 
 /// `Content-Digest` (RFC 9530): the first sha-256 or sha-512 member.
-fn content_digest(h: &HeaderMap) -> Result<Option<(Algorithm, Vec<u8>)>, Problem> {
+pub fn content_digest(h: &HeaderMap) -> Result<Option<(Algorithm, Vec<u8>)>, Problem> {
     let Some(raw) = header_str(h, "content-digest") else { return Ok(None) };
     let mut found = None;
     for member in raw.split(',') {
@@ -510,7 +534,7 @@ fn metadata_from_headers(h: &HeaderMap) -> Result<Option<(String, crate::tus::he
     }))
 }
 
-fn disposition_filename(cd: &str) -> Option<String> {
+pub fn disposition_filename(cd: &str) -> Option<String> {
     let mut plain = None;
     for param in cd.split(';').skip(1) {
         let Some((k, v)) = param.trim().split_once('=') else { continue };

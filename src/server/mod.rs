@@ -1,5 +1,12 @@
 //! Server plumbing: the accept loop, connection limits and graceful shutdown.
+//!
+//! A connection gets `--header-timeout` for each request head, counted from
+//! its first moment and again whenever it sits idle between requests; one
+//! client address holds at most `--max-connections-per-ip` of the
+//! `--max-connections` slots. HTTP/2 without TLS (h2c) only with `--h2c`: its
+//! detection read is bounded by the same deadline.
 
+pub mod clients;
 pub mod cors;
 
 use std::io;
@@ -9,17 +16,17 @@ use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::signing::Signer;
 use crate::app::App;
 use crate::auth::Keys;
-use crate::config::Config;
+use crate::config::{Config, CorsOrigins};
 use crate::store::Store;
+use clients::ClientLimit;
 
 /// How long shutdown waits for open connections to answer their last request.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -41,20 +48,36 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> io::Result<()> {
     .map_err(io::Error::other)?
     .map_err(io::Error::other)?;
 
-    // Open mode (no keys, one `default` project) only where nobody else can reach us.
-    let allow_open = cfg.listen.ip().is_loopback() || cfg.allow_anonymous;
+    if cfg.cors_allow_credentials && !matches!(cfg.cors, Some(CorsOrigins::List(_))) {
+        return Err(io::Error::other(
+            "--cors-allow-credentials needs --cors-origins with an explicit list of origins (not *)",
+        ));
+    }
+    // Open mode (no keys, one `default` project) only where nobody else can
+    // reach us: a proxy in front forwards requests from anywhere.
+    let local = cfg.listen.ip().is_loopback() && !cfg.behind_proxy;
+    let allow_open = local || cfg.allow_anonymous;
     let keys = Arc::new(Keys::open(&cfg.data_dir, allow_open)?);
-    if keys.is_empty() {
+    if keys.never_used() {
         if !allow_open {
+            let why = if cfg.behind_proxy {
+                "behind a proxy (--behind-proxy), which forwards requests from anywhere,".to_string()
+            } else {
+                format!("on {}", cfg.listen)
+            };
             return Err(io::Error::other(format!(
-                "refusing to listen on {} without API keys: create one with `tusk keys create --project NAME`, \
-                 or pass --allow-anonymous to serve anyone",
-                cfg.listen
+                "refusing to serve {why} without API keys: create one with `tusk keys create --project NAME`, \
+                 or pass --allow-anonymous to serve anyone"
             )));
         }
         tracing::warn!(
             "OPEN MODE: no API key exists, so every request is accepted into the project \"default\"; \
-             open mode ends as soon as `tusk keys create --project NAME` makes a key"
+             open mode ends for good as soon as `tusk keys create --project NAME` makes a key"
+        );
+    } else if !keys.has_active() {
+        tracing::error!(
+            "no usable API key in {}: every request is refused (401) until `tusk keys create` makes one",
+            cfg.data_dir.join("keys").display()
         );
     }
     let signer = Signer::load_or_create(&cfg.data_dir)?;
@@ -84,7 +107,7 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> io::Result<()> {
     // Finals whose parts completed just before a crash are assembled now.
     tokio::spawn({
         let app = app.clone();
-        async move { crate::tus::on_partial_complete(&app).await }
+        async move { crate::tus::on_partial_complete(&app, None).await }
     });
 
     tracing::info!(
@@ -102,18 +125,71 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> io::Result<()> {
     Ok(())
 }
 
+/// What a new connection turned out to speak.
+enum Protocol {
+    Http1,
+    H2c,
+    /// Sent nothing decisive within the header timeout, or went away.
+    Silent,
+}
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// With `--h2c`: peeks at the first bytes (bounded by `deadline`) to tell
+/// the HTTP/2 preface from an HTTP/1 request line.
+async fn detect(stream: &TcpStream, deadline: tokio::time::Instant) -> Protocol {
+    let mut buf = [0u8; H2_PREFACE.len()];
+    loop {
+        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return Protocol::Silent,
+            Ok(Ok(n)) => n,
+        };
+        if buf[..n] != H2_PREFACE[..n] {
+            return Protocol::Http1;
+        }
+        if n == H2_PREFACE.len() {
+            return Protocol::H2c;
+        }
+        // Part of the preface so far: wait for more (peek returns at once otherwise).
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+            _ = tokio::time::sleep_until(deadline) => return Protocol::Silent,
+        }
+    }
+}
+
+/// Answers a connection over its address's cap without reading from it.
+fn refuse_over_cap(stream: &TcpStream, peer: SocketAddr, cap: usize) {
+    let body = format!(
+        "too many connections from {} (at most {cap} at once, --max-connections-per-ip); close some and retry\n",
+        peer.ip()
+    );
+    let resp = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\n\
+         Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.try_write(resp.as_bytes());
+}
+
 async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken) {
     let graceful = GracefulShutdown::new();
     let limit = Arc::new(Semaphore::new(app.cfg.max_connections));
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
+    // Behind a proxy every connection comes from the proxy: the cap then
+    // applies per forwarded client, per request (`App::handle`).
+    let per_ip = (!app.cfg.behind_proxy).then(|| ClientLimit::new(app.cfg.max_connections_per_ip));
+    let header_timeout = app.cfg.header_timeout;
+    let mut h1 = hyper::server::conn::http1::Builder::new();
+    h1.timer(TokioTimer::new())
+        // hyper starts this clock when it begins to read a head: at the
+        // connection's start and whenever it goes idle after a response.
+        .header_read_timeout(header_timeout)
         .keep_alive(true)
         // Body frames are slices of this buffer: capping it bounds the bytes
         // in flight per upload (frames queued for the writer and the hasher).
         .max_buf_size(128 << 10);
+    let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new()).keep_alive_interval(header_timeout).keep_alive_timeout(header_timeout);
 
     loop {
         // Waiting for a permit first keeps excess connections in the kernel's queue.
@@ -121,7 +197,7 @@ async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken) {
             p = limit.clone().acquire_owned() => p.expect("semaphore never closes"),
             _ = stop.cancelled() => break,
         };
-        let (stream, _peer): (_, SocketAddr) = tokio::select! {
+        let (stream, peer): (_, SocketAddr) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(s) => s,
                 Err(e) => {
@@ -133,19 +209,42 @@ async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken) {
             },
             _ = stop.cancelled() => break,
         };
+        let client_slot = match &per_ip {
+            None => None,
+            Some(per_ip) => match per_ip.try_acquire(peer.ip()) {
+                Some(slot) => Some(slot),
+                None => {
+                    refuse_over_cap(&stream, peer, per_ip.per_client());
+                    continue;
+                }
+            },
+        };
         let _ = stream.set_nodelay(true);
+        let h2c = app.cfg.h2c;
         let app = app.clone();
-        let service = service_fn(move |req| {
+        let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(crate::app::Peer(peer));
             let app = app.clone();
             async move { Ok::<_, std::convert::Infallible>(app.handle(req).await) }
         });
-        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-        let conn = graceful.watch(conn);
+        let watcher = graceful.watcher();
+        let (h1, h2) = (h1.clone(), h2.clone());
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let protocol = if h2c {
+                detect(&stream, tokio::time::Instant::now() + header_timeout).await
+            } else {
+                Protocol::Http1
+            };
+            let io = TokioIo::new(stream);
+            let result = match protocol {
+                Protocol::Http1 => watcher.watch(h1.serve_connection(io, service)).await,
+                Protocol::H2c => watcher.watch(h2.serve_connection(io, service)).await,
+                Protocol::Silent => Ok(()),
+            };
+            if let Err(e) = result {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
-            drop(permit);
+            drop((permit, client_slot));
         });
     }
     drop(listener);

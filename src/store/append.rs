@@ -794,15 +794,34 @@ pub fn assemble(
     store: &Store,
     final_id: uuid::Uuid,
     parts: &[(uuid::Uuid, u64)],
+    min_free_space: u64,
 ) -> io::Result<Sha256Stream> {
     // A final upload has no data file until now, and its shard folder may not exist yet.
     let path = store.file_path(final_id);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let mut out = OpenOptions::new().write(true).create(true).truncate(true).open(&path)?;
+    let result = copy_parts(store, &path, parts, min_free_space);
+    if result.is_err() {
+        // Unassembled finals have no file: give the space back.
+        let _ = std::fs::remove_file(&path);
+    }
+    result
+}
+
+/// How often assembly looks at the free space (fstatvfs): every this many bytes.
+const ASSEMBLY_SPACE_CHECK: u64 = 16 << 20;
+
+fn copy_parts(
+    store: &Store,
+    path: &std::path::Path,
+    parts: &[(uuid::Uuid, u64)],
+    min_free_space: u64,
+) -> io::Result<Sha256Stream> {
+    let mut out = OpenOptions::new().write(true).create(true).truncate(true).open(path)?;
     let mut h = Sha256Stream::default();
     let mut buf = vec![0u8; 1 << 20];
+    let mut since_check = 0u64;
     for (id, len) in parts {
         if *len == 0 {
             continue; // may have no file
@@ -810,6 +829,15 @@ pub fn assemble(
         let mut reader = store.open_read(*id)?.take(*len);
         let mut copied = 0u64;
         loop {
+            if since_check >= ASSEMBLY_SPACE_CHECK {
+                since_check = 0;
+                if let Some(free) = store.short_of_space(min_free_space) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::StorageFull,
+                        super::nearly_full(free, min_free_space),
+                    ));
+                }
+            }
             let n = reader.read(&mut buf)?;
             if n == 0 {
                 break;
@@ -817,6 +845,7 @@ pub fn assemble(
             h.update(&buf[..n]);
             out.write_all(&buf[..n])?;
             copied += n as u64;
+            since_check += n as u64;
         }
         if copied != *len {
             return Err(io::Error::new(

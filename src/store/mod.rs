@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use uuid::Uuid;
 
-pub use record::{Concat, GoneReason, Offset, Timestamp, Tombstone, UploadRecord, UploadStatus};
+pub use record::{Concat, GoneReason, Offset, Owner, Timestamp, Tombstone, UploadRecord, UploadStatus};
 
 #[derive(Debug)]
 pub enum StoreError {
@@ -58,6 +58,12 @@ impl From<io::Error> for StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Most asset records one list request reads.
+pub const LIST_SCAN: usize = 2000;
+/// About the most record bytes one list page returns (records are up to
+/// ~40 KiB with the largest metadata allowed).
+pub const LIST_PAGE_BYTES: usize = 1 << 20;
+
 pub struct Store {
     db: sled::Db,
     flusher: flusher::Flusher,
@@ -68,6 +74,9 @@ pub struct Store {
     project_assets: sled::Tree,
     /// Final uploads waiting for partial uploads to finish (concatenation-unfinished).
     waiting_finals: sled::Tree,
+    /// `part id ++ final id` for every waiting final: a completing part
+    /// looks up its own finals, not every project's.
+    finals_by_part: sled::Tree,
     /// Ids of unfinished uploads by the second of their last touch
     /// (`updated_at`), so the expiry sweeper reads only uploads old enough
     /// to be due: scanning every record pulled the whole tree into memory
@@ -111,6 +120,12 @@ fn lock_data_dir(data_dir: &Path) -> Result<fs::File> {
 impl Store {
     pub fn open(data_dir: &Path) -> Result<Store> {
         fs::create_dir_all(data_dir)?;
+        // A directory made before (or by hand, or under another umask) is
+        // closed to other local users too.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(data_dir, fs::Permissions::from_mode(0o700))?;
+        }
         let dir_lock = lock_data_dir(data_dir)?;
         let files_dir = data_dir.join("uploads");
         fs::create_dir_all(&files_dir)?;
@@ -132,6 +147,7 @@ impl Store {
             uploads: db.open_tree("uploads")?,
             gone: db.open_tree("gone")?,
             waiting_finals: db.open_tree("waiting_finals")?,
+            finals_by_part: db.open_tree("finals_by_part")?,
             project_assets: db.open_tree("project_assets")?,
             touched: Mutex::default(),
             db,
@@ -189,6 +205,19 @@ impl Store {
     pub fn status(&self, id: Uuid) -> Result<Option<UploadStatus>> {
         match self.uploads.get(id.as_bytes())? {
             Some(v) => Ok(Some(serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(e.to_string()))?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The project owning an upload, if it exists: checked before its lock is
+    /// taken, since taking it interrupts whoever holds it.
+    pub fn owner(&self, id: Uuid) -> Result<Option<Uuid>> {
+        match self.uploads.get(id.as_bytes())? {
+            Some(v) => Ok(Some(
+                serde_json::from_slice::<Owner>(&v)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?
+                    .project_id,
+            )),
             None => Ok(None),
         }
     }
@@ -253,11 +282,14 @@ impl Store {
         if let Some(rec) = &removed {
             self.project_assets.remove(index_key(rec.project_id, id))?;
         }
-        let stone = Tombstone { reason, at: Timestamp::now() };
+        let stone =
+            Tombstone { reason, at: Timestamp::now(), project_id: removed.as_ref().map(|r| r.project_id) };
         let stone = serde_json::to_vec(&stone).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.gone.insert(id.as_bytes(), stone)?;
         self.uploads.remove(id.as_bytes())?;
-        self.waiting_finals.remove(id.as_bytes())?;
+        if let Some(rec) = &removed {
+            self.remove_waiting_final(rec)?;
+        }
         Ok(removed)
     }
 
@@ -299,6 +331,10 @@ impl Store {
 
     /// A project's assets, newest first, starting after `cursor`, keeping
     /// those `keep` accepts. Returns the page and the cursor of the next one.
+    ///
+    /// Bounded whatever is stored: at most `LIST_SCAN` records are read and
+    /// about `LIST_PAGE_BYTES` returned. A filter that matches little can
+    /// therefore give a short (even empty) page with a cursor to go on from.
     pub fn list_assets(
         &self,
         project: Uuid,
@@ -312,31 +348,61 @@ impl Store {
             None => index_key(project, Uuid::max()),
         };
         let mut page = Vec::new();
-        let mut last = None;
-        for item in self.project_assets.range(lo..hi).rev() {
+        let mut bytes = 0;
+        // The next page starts after the last asset returned, or after the
+        // last one read when the scan budget ran out before the page filled.
+        let (mut last_read, mut last_kept) = (None, None);
+        for (scanned, item) in self.project_assets.range(lo..hi).rev().enumerate() {
+            let full = page.len() == limit || bytes >= LIST_PAGE_BYTES;
+            if scanned == LIST_SCAN {
+                return Ok((page, if full { last_kept } else { last_read }));
+            }
             let (k, _) = item?;
             let id = Uuid::from_slice(&k[16..]).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let Some(rec) = self.get(id)? else { continue };
+            let Some(raw) = self.uploads.get(id.as_bytes())? else { continue };
+            let rec = decode(&raw)?;
             if !keep(&rec) {
+                last_read = Some(id);
                 continue;
             }
-            if page.len() == limit {
-                return Ok((page, last));
+            if full {
+                // Another match exists: the page gets a cursor.
+                return Ok((page, last_kept));
             }
-            last = Some(id);
+            bytes += raw.len();
             page.push(rec);
+            (last_read, last_kept) = (Some(id), Some(id));
         }
         Ok((page, None))
     }
 
-    pub fn add_waiting_final(&self, id: Uuid) -> Result<()> {
-        self.waiting_finals.insert(id.as_bytes(), &[])?;
+    /// Files a final upload as waiting for its parts (idempotent).
+    pub fn add_waiting_final(&self, rec: &UploadRecord) -> Result<()> {
+        let Concat::Final { parts, .. } = &rec.concat else { return Ok(()) };
+        for part in parts {
+            self.finals_by_part.insert(index_key(*part, rec.id), &[])?;
+        }
+        self.waiting_finals.insert(rec.id.as_bytes(), &[])?;
         Ok(())
     }
 
-    pub fn remove_waiting_final(&self, id: Uuid) -> Result<()> {
-        self.waiting_finals.remove(id.as_bytes())?;
+    pub fn remove_waiting_final(&self, rec: &UploadRecord) -> Result<()> {
+        let Concat::Final { parts, .. } = &rec.concat else { return Ok(()) };
+        for part in parts {
+            self.finals_by_part.remove(index_key(*part, rec.id))?;
+        }
+        self.waiting_finals.remove(rec.id.as_bytes())?;
         Ok(())
+    }
+
+    /// The waiting finals that list `part`.
+    pub fn finals_waiting_for(&self, part: Uuid) -> Result<Vec<Uuid>> {
+        let mut out = Vec::new();
+        for item in self.finals_by_part.scan_prefix(part.as_bytes()) {
+            let (k, _) = item?;
+            out.push(Uuid::from_slice(&k[16..]).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+        }
+        Ok(out)
     }
 
     pub fn waiting_finals(&self) -> Result<Vec<Uuid>> {

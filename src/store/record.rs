@@ -182,6 +182,17 @@ pub enum GoneReason {
 pub struct Tombstone {
     pub reason: GoneReason,
     pub at: Timestamp,
+    /// Whose upload it was: other projects get 404, as for an unknown id.
+    /// `None` in tombstones written before it was kept (answered 404 too).
+    #[serde(default)]
+    pub project_id: Option<Uuid>,
+}
+
+/// Only the owner of a stored upload, decoded without the rest.
+#[derive(Clone, Copy, Debug, Deserialize)]
+pub struct Owner {
+    #[serde(default)]
+    pub project_id: Uuid,
 }
 
 #[cfg(test)]

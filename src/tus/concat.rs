@@ -17,6 +17,24 @@ use crate::auth::Caller;
 use crate::http::{Response, empty, set};
 use crate::store::{Concat, Offset, StoreError, Timestamp, UploadRecord};
 
+/// Most parts a final upload may list.
+pub const MAX_PARTS: usize = 1000;
+
+/// 507 unless `bytes` fit on the disk with the free-space reserve to spare.
+fn check_room(app: &App, bytes: u64) -> Result<(), TusError> {
+    let reserve = app.cfg.min_free_space;
+    if reserve == 0 {
+        return Ok(());
+    }
+    match app.store.free_space() {
+        Ok(free) if free < bytes.saturating_add(reserve) => Err(TusError::storage_full(format!(
+            "joining the parts needs {bytes} bytes, and the server has {free} free with {reserve} kept in \
+             reserve; try again later"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 pub async fn create_final(
     app: &Arc<App>,
     caller: &Caller,
@@ -40,7 +58,15 @@ pub async fn create_final(
             "a final upload's length is the sum of its parts; do not send Upload-Length or Upload-Defer-Length",
         ));
     }
+    if urls.len() > MAX_PARTS {
+        return Err(TusError::bad_request(
+            "ERR_INVALID_CONCAT",
+            format!("a final upload has at most {MAX_PARTS} parts; this one lists {}", urls.len()),
+        ));
+    }
     let mut ids = Vec::with_capacity(urls.len());
+    let mut seen = std::collections::HashSet::with_capacity(urls.len());
+    let mut unknown_length = false;
     for url in &urls {
         let id = headers::id_from_url(url, &app.cfg.base_path).ok_or_else(|| {
             TusError::bad_request(
@@ -48,6 +74,14 @@ pub async fn create_final(
                 format!("{url:?} is not an upload URL of this server"),
             )
         })?;
+        // Each part once: a repeated part multiplies the bytes written
+        // (3,000 copies of one part made one request write 187 MiB).
+        if !seen.insert(id) {
+            return Err(TusError::bad_request(
+                "ERR_INVALID_CONCAT",
+                format!("{url} is listed twice; a final upload uses each partial upload once"),
+            ));
+        }
         let part = find(app, caller, id)?;
         if !part.is_partial() {
             return Err(TusError::bad_request(
@@ -55,11 +89,25 @@ pub async fn create_final(
                 format!("{url} is not a partial upload (create it with Upload-Concat: partial)"),
             ));
         }
+        unknown_length |= part.length.is_none();
         ids.push(id);
     }
     let length = total_length(app, &ids)?;
+    match (length, app.cfg.max_size) {
+        (Some(n), _) => check_max_size(app, n)?,
+        (None, Some(max)) if unknown_length => {
+            return Err(TusError::bad_request(
+                "ERR_INVALID_CONCAT",
+                format!(
+                    "this server limits uploads to {max} bytes, so every partial upload's length must be known \
+                     (declared, not deferred) before a final upload lists it"
+                ),
+            ));
+        }
+        _ => {}
+    }
     if let Some(n) = length {
-        check_max_size(app, n)?;
+        check_room(app, n)?;
     }
 
     let asset = super::post::new_asset(metadata.as_ref().map(|m| &m.1))?;
@@ -76,13 +124,13 @@ pub async fn create_final(
         Err(e) => {
             // Retried when a part completes or at the next start, so the
             // final never lingers unassembled with nothing to finish it.
-            app.store.add_waiting_final(id)?;
+            app.store.add_waiting_final(&rec)?;
             app.store.flush().await?;
             return Err(e);
         }
     };
     if !assembled {
-        app.store.add_waiting_final(id)?;
+        app.store.add_waiting_final(&rec)?;
     }
     app.store.flush().await?;
     if assembled {
@@ -125,12 +173,21 @@ async fn try_assemble(app: &App, rec: &mut UploadRecord) -> Result<bool, TusErro
             _ => return Ok(false), // unfinished (or removed: the final will expire)
         }
     }
+    check_room(app, pieces.iter().map(|p| p.1).sum())?;
     let store = app.store.clone();
     let final_id = rec.id;
-    let sha = tokio::task::spawn_blocking(move || crate::store::append::assemble(&store, final_id, &pieces))
-        .await
-        .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?
-        .map_err(StoreError::Io)?;
+    let reserve = app.cfg.min_free_space;
+    let sha = tokio::task::spawn_blocking(move || {
+        crate::store::append::assemble(&store, final_id, &pieces, reserve)
+    })
+    .await
+    .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?
+    .map_err(|e| match e.kind() {
+        std::io::ErrorKind::StorageFull => {
+            TusError::storage_full(format!("{e}; the parts were not joined, try again later"))
+        }
+        _ => StoreError::Io(e).into(),
+    })?;
     let total = sha.len();
     rec.length = Some(total);
     rec.offset = Offset(total);
@@ -140,14 +197,19 @@ async fn try_assemble(app: &App, rec: &mut UploadRecord) -> Result<bool, TusErro
         *assembled = true;
     }
     app.store.put(rec)?;
-    app.store.remove_waiting_final(rec.id)?;
+    app.store.remove_waiting_final(rec)?;
     Ok(true)
 }
 
-/// A partial upload finished (or the server restarted): assemble every final
-/// upload that was waiting for it and is now complete.
-pub async fn on_partial_complete(app: &Arc<App>) {
-    let waiting = match app.store.waiting_finals() {
+/// A partial upload finished: assemble the finals that list it and are now
+/// complete. `None` (at start-up): every waiting final, also filing each in
+/// the by-part index again (data directories from before it existed).
+pub async fn on_partial_complete(app: &Arc<App>, part: Option<Uuid>) {
+    let waiting = match part {
+        Some(part) => app.store.finals_waiting_for(part),
+        None => app.store.waiting_finals(),
+    };
+    let waiting = match waiting {
         Ok(w) => w,
         Err(e) => {
             tracing::error!(error = %e, "listing waiting final uploads");
@@ -158,12 +220,13 @@ pub async fn on_partial_complete(app: &Arc<App>) {
         let result = async {
             let _lock = app.locks.lock(id).await?;
             let Some(mut rec) = app.store.get(id)? else {
-                app.store.remove_waiting_final(id)?;
                 return Ok::<_, TusError>(());
             };
             if try_assemble(app, &mut rec).await? {
                 app.store.flush().await?;
                 crate::lifecycle::on_upload_complete(app, &rec).await;
+            } else if part.is_none() {
+                app.store.add_waiting_final(&rec)?;
             }
             Ok(())
         }

@@ -4,7 +4,7 @@ use http::{HeaderMap, StatusCode};
 use uuid::Uuid;
 
 use super::error::TusError;
-use super::{find, headers};
+use super::{check_owner, find, headers};
 use crate::app::App;
 use crate::auth::Caller;
 use crate::http::{Response, empty};
@@ -12,6 +12,7 @@ use crate::store::GoneReason;
 
 pub async fn terminate(app: &App, caller: &Caller, id: Uuid, req: &HeaderMap) -> Result<Response, TusError> {
     headers::check_version(req, false)?;
+    check_owner(app, caller, id)?;
     // Stops a running PATCH first; it commits what it has, then we remove it all.
     let _lock = app.locks.lock(id).await?;
     find(app, caller, id)?;

@@ -8,7 +8,7 @@ use super::error::TusError;
 use super::headers::{
     self, UPLOAD_CONCAT, UPLOAD_DEFER_LENGTH, UPLOAD_LENGTH, UPLOAD_METADATA, UPLOAD_OFFSET,
 };
-use super::{concat, expires_header, find_status};
+use super::{check_owner, concat, expires_header, find_status};
 use crate::app::App;
 use crate::auth::Caller;
 use crate::http::{Response, empty, set};
@@ -16,6 +16,7 @@ use crate::store::Concat;
 
 pub async fn offset(app: &App, caller: &Caller, id: Uuid, req: &HeaderMap) -> Result<Response, TusError> {
     headers::check_version(req, true)?;
+    check_owner(app, caller, id)?;
     // Taking the lock stops a PATCH still running for this upload (a client
     // that reconnected), so the offset we report includes what it stored.
     let _lock = app.locks.lock(id).await?;

@@ -74,6 +74,7 @@ pub fn has_body(headers: &HeaderMap) -> bool {
     }
 }
 
+/// `Content-Length` as sent (hyper has already refused a malformed one).
 pub fn content_length(headers: &HeaderMap) -> Option<u64> {
     header_str(headers, http::header::CONTENT_LENGTH).and_then(|v| v.parse().ok())
 }
@@ -103,18 +104,37 @@ pub fn declared_length(headers: &HeaderMap) -> Result<Option<DeclaredLength>, Tu
     }
 }
 
+/// Most metadata pairs an upload may carry (tus `Upload-Metadata`, the
+/// `/v1` JSON `metadata`). Every record is read whole on each request for
+/// it, copied into events and listed in pages: its size must be bounded.
+pub const MAX_METADATA_PAIRS: usize = 256;
+/// Most bytes of metadata: the `Upload-Metadata` header as sent, or the
+/// keys and values of the `/v1` JSON `metadata` together.
+pub const MAX_METADATA_BYTES: usize = 16 << 10;
+
 /// Parsed `Upload-Metadata`: keys in order, values as raw bytes (maybe not UTF-8).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Metadata(pub Vec<(String, Vec<u8>)>);
 
 impl Metadata {
     /// Strict parse: `key base64,key base64,key`; 400 on anything else.
+    /// Linear in the header's length, which is bounded first.
     pub fn parse(raw: &str) -> Result<Metadata, String> {
         let mut pairs: Vec<(String, Vec<u8>)> = Vec::new();
         if raw.trim().is_empty() {
             return Ok(Metadata(pairs)); // tuspy always sends the header, often empty
         }
+        if raw.len() > MAX_METADATA_BYTES {
+            return Err(format!(
+                "Upload-Metadata is {} bytes; this server accepts at most {MAX_METADATA_BYTES}",
+                raw.len()
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
         for item in raw.split(',') {
+            if pairs.len() == MAX_METADATA_PAIRS {
+                return Err(format!("Upload-Metadata has more than {MAX_METADATA_PAIRS} pairs"));
+            }
             let item = item.trim();
             let (key, value) = match item.split_once(' ') {
                 Some((k, v)) => (k, v),
@@ -136,7 +156,7 @@ impl Metadata {
             let bytes = STANDARD
                 .decode(value)
                 .map_err(|_| format!("Upload-Metadata value for {key:?} is not valid base64: {value:?}"))?;
-            if pairs.iter().any(|(k, _)| k == key) {
+            if !seen.insert(key) {
                 return Err(format!("Upload-Metadata key {key:?} appears twice"));
             }
             pairs.push((key.to_string(), bytes));
@@ -265,6 +285,16 @@ mod tests {
         assert!(Metadata::parse("a YQ==,a YQ==").is_err());
         assert!(Metadata::parse("a YQ==,,b").is_err());
         assert!(Metadata::parse("a YQ").is_err(), "unpadded base64 is refused");
+    }
+
+    #[test]
+    fn metadata_is_bounded() {
+        let pairs = |n: usize| (0..n).map(|i| format!("k{i} YQ==")).collect::<Vec<_>>().join(",");
+        assert_eq!(Metadata::parse(&pairs(MAX_METADATA_PAIRS)).unwrap().0.len(), MAX_METADATA_PAIRS);
+        let err = Metadata::parse(&pairs(MAX_METADATA_PAIRS + 1)).unwrap_err();
+        assert!(err.contains("256 pairs"), "{err}");
+        let big = format!("k {}", "A".repeat(MAX_METADATA_BYTES));
+        assert!(Metadata::parse(&big).unwrap_err().contains("at most 16384"));
     }
 
     #[test]

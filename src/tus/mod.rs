@@ -116,7 +116,16 @@ fn find_status(app: &App, caller: &Caller, id: Uuid) -> Result<UploadStatus, Tus
     visible(app, caller, id, status.map(|s| (s.project_id, s)))
 }
 
-/// The upload if the caller's project owns it; 404 for another project's, 410 for a removed one.
+/// As `find`, reading only the owner: called before an upload's lock is
+/// taken, because taking it interrupts the request holding it, which only
+/// the upload's own project may cause.
+fn check_owner(app: &App, caller: &Caller, id: Uuid) -> Result<(), TusError> {
+    let owner = app.store.owner(id)?;
+    visible(app, caller, id, owner.map(|p| (p, ())))
+}
+
+/// The upload if the caller's project owns it; 404 for another project's
+/// (removed or not), 410 for one of its own that was removed.
 fn visible<T>(app: &App, caller: &Caller, id: Uuid, found: Option<(Uuid, T)>) -> Result<T, TusError> {
     if let Some((project_id, found)) = found {
         if project_id != caller.project_id {
@@ -125,8 +134,8 @@ fn visible<T>(app: &App, caller: &Caller, id: Uuid, found: Option<(Uuid, T)>) ->
         return Ok(found);
     }
     match app.store.tombstone(id)? {
-        Some(stone) => Err(TusError::gone(stone.reason)),
-        None => Err(TusError::not_found()),
+        Some(stone) if stone.project_id == Some(caller.project_id) => Err(TusError::gone(stone.reason)),
+        _ => Err(TusError::not_found()),
     }
 }
 

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::error::TusError;
 use super::headers::{self, UPLOAD_CHECKSUM, UPLOAD_LENGTH};
-use super::{expires_header, find};
+use super::{check_owner, expires_header, find};
 use crate::app::App;
 use crate::auth::Caller;
 use crate::digest::ExpectedDigest;
@@ -39,6 +39,7 @@ pub async fn append(
     let new_length = headers::parse_u64(h, UPLOAD_LENGTH)?;
     let checksum = headers::checksum(h)?;
 
+    check_owner(app, caller, id)?;
     let lock = app.locks.lock(id).await?;
     let rec = find(app, caller, id)?;
     // Bytes removed from under the server are noticed before new ones go after them.
