@@ -7,12 +7,11 @@
 
 mod common;
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::Server;
-use common::external::{INSTALL_TIMEOUT, InstallLock, install_npm, must_succeed, require, run, run_script};
+use common::external::{install_npm, install_venv, require, run_script};
 
 fn clients_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("clients")
@@ -39,7 +38,7 @@ fn tus_js_client() {
 fn tuspy() {
     let dir = clients_dir().join("py");
     require("python3", "Python 3.8 or later with venv (Debian: apt-get install python3 python3-venv)");
-    install_py(&dir);
+    install_venv(&dir);
 
     let s = Server::start(&[]);
     let mut cmd = Command::new(dir.join(".venv").join("bin").join("python"));
@@ -50,39 +49,4 @@ fn tuspy() {
         .env("PYTHONUNBUFFERED", "1")
         .env("PYTHONDONTWRITEBYTECODE", "1");
     run_script("tuspy suite", cmd, &s);
-}
-
-/// A virtualenv at tests/clients/py/.venv with requirements.txt installed,
-/// rebuilt when requirements.txt changes.
-fn install_py(dir: &Path) {
-    let reqs = fs::read(dir.join("requirements.txt")).expect("tests/clients/py/requirements.txt");
-    let venv = dir.join(".venv");
-    let stamp = venv.join(".tusk-installed");
-    let python = venv.join("bin").join("python");
-    let ready = || fs::read(&stamp).ok().as_deref() == Some(&reqs[..]) && python.exists();
-    if ready() {
-        return;
-    }
-    let _lock = InstallLock::take("venv-clients-py");
-    if ready() {
-        return;
-    }
-    if venv.exists() {
-        fs::remove_dir_all(&venv).expect("remove the stale tests/clients/py/.venv");
-    }
-    let mut cmd = Command::new("python3");
-    cmd.args(["-m", "venv", ".venv"]).current_dir(dir);
-    if let Err(out) =
-        run(cmd, INSTALL_TIMEOUT).and_then(|(st, out)| if st.success() { Ok(()) } else { Err(out) })
-    {
-        let _ = fs::remove_dir_all(&venv);
-        panic!(
-            "`python3 -m venv` failed; install Python's venv module (Debian: apt-get install python3-venv):\n{out}"
-        );
-    }
-    let mut cmd = Command::new(&python);
-    cmd.args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "-r", "requirements.txt"])
-        .current_dir(dir);
-    must_succeed("pip install -r tests/clients/py/requirements.txt", cmd, INSTALL_TIMEOUT);
-    fs::write(&stamp, &reqs).expect("write the .venv stamp");
 }

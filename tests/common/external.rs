@@ -75,6 +75,43 @@ pub fn install_npm(dir: &Path) {
     fs::write(&stamp, &lockfile).expect("write the node_modules stamp");
 }
 
+/// A virtualenv at `dir/.venv` with `dir/requirements.txt` installed,
+/// rebuilt when requirements.txt changes. Returns its python.
+pub fn install_venv(dir: &Path) -> std::path::PathBuf {
+    let reqs = fs::read(dir.join("requirements.txt")).expect("requirements.txt");
+    let venv = dir.join(".venv");
+    let stamp = venv.join(".tusk-installed");
+    let python = venv.join("bin").join("python");
+    let ready = || fs::read(&stamp).ok().as_deref() == Some(&reqs[..]) && python.exists();
+    if ready() {
+        return python;
+    }
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("py");
+    let _lock = InstallLock::take(&format!("venv-{name}"));
+    if ready() {
+        return python;
+    }
+    if venv.exists() {
+        fs::remove_dir_all(&venv).expect("remove the stale .venv");
+    }
+    let mut cmd = Command::new("python3");
+    cmd.args(["-m", "venv", ".venv"]).current_dir(dir);
+    if let Err(out) =
+        run(cmd, INSTALL_TIMEOUT).and_then(|(st, out)| if st.success() { Ok(()) } else { Err(out) })
+    {
+        let _ = fs::remove_dir_all(&venv);
+        panic!(
+            "`python3 -m venv` failed; install Python's venv module (Debian: apt-get install python3-venv):\n{out}"
+        );
+    }
+    let mut cmd = Command::new(&python);
+    cmd.args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "-r", "requirements.txt"])
+        .current_dir(dir);
+    must_succeed(&format!("pip install -r {}/requirements.txt", dir.display()), cmd, INSTALL_TIMEOUT);
+    fs::write(&stamp, &reqs).expect("write the .venv stamp");
+    python
+}
+
 pub fn must_succeed(what: &str, cmd: Command, timeout: Duration) {
     match run(cmd, timeout) {
         Ok((st, _)) if st.success() => {}
