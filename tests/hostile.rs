@@ -415,6 +415,16 @@ fn upload_metadata_is_bounded() {
         b"",
     );
     assert_eq!(r.status, 400, "{r:?}");
+    // A file name in Content-Disposition counts toward the same bound.
+    let cd = format!("attachment; filename=\"{}.bin\"", "n".repeat(20_000));
+    let r = s.request(
+        "POST",
+        "/files/",
+        &[("Upload-Draft-Interop-Version", "6"), ("Upload-Complete", "?0"), ("Content-Disposition", &cd)],
+        b"",
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.text().contains("at most 16384"), "{}", r.text());
 }
 
 /// #3/#4 for `/v1`: the JSON `metadata` has the same bounds, answered 422.

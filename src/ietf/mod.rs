@@ -527,11 +527,18 @@ fn metadata_from_headers(h: &HeaderMap) -> Result<Option<(String, crate::tus::he
     {
         add("filename", &name);
     }
-    Ok(meta.map(|m| {
-        let raw =
-            m.0.iter().map(|(k, v)| format!("{k} {}", STANDARD.encode(v))).collect::<Vec<_>>().join(",");
-        (raw, m)
-    }))
+    let Some(m) = meta else { return Ok(None) };
+    let raw = m.0.iter().map(|(k, v)| format!("{k} {}", STANDARD.encode(v))).collect::<Vec<_>>().join(",");
+    // The name from Content-Disposition counts toward the same bound.
+    let max = crate::tus::headers::MAX_METADATA_BYTES;
+    if raw.len() > max {
+        return Err(Problem::bad_request(format!(
+            "the upload's metadata (Upload-Metadata, Content-Type and the Content-Disposition filename) \
+             takes {} bytes encoded; this server accepts at most {max}",
+            raw.len()
+        )));
+    }
+    Ok(Some((raw, m)))
 }
 
 pub fn disposition_filename(cd: &str) -> Option<String> {
