@@ -82,8 +82,7 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> io::Result<()> {
     }
     let signer = Signer::load_or_create(&cfg.data_dir)?;
 
-    let listener = TcpListener::bind(cfg.listen)
-        .await
+    let listener = listen(cfg.listen)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", cfg.listen)))?;
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
@@ -170,6 +169,19 @@ fn refuse_over_cap(stream: &TcpStream, peer: SocketAddr, cap: usize) {
         body.len()
     );
     let _ = stream.try_write(resp.as_bytes());
+}
+
+/// Connections the kernel completes before we accept them. std's default
+/// (128) overflowed in bursts, and a dropped SYN costs the client a 1 s
+/// retransmission; the kernel caps this at `net.core.somaxconn`.
+const ACCEPT_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket =
+        if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_BACKLOG)
 }
 
 async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken) {
