@@ -170,3 +170,39 @@ impl Events {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::asset::AssetInfo;
+
+    /// 4,096 events of assets with the largest metadata allowed stay within
+    /// the byte budget (they took ~64 KiB each, 400 MiB in all, before),
+    /// and a resume from before the kept history is a gap.
+    #[test]
+    fn history_is_bounded_in_bytes() {
+        let events = Events::new();
+        let value = "x".repeat(16 << 10);
+        let first = events.event_id(1);
+        for _ in 0..HISTORY {
+            let mut rec = UploadRecord::new(
+                Uuid::now_v7(),
+                Uuid::now_v7(),
+                Some(1),
+                Some(value.clone()),
+                Default::default(),
+            );
+            rec.asset = Some(AssetInfo::new(None, None, [("k".to_string(), value.clone())].into()));
+            events.emit(Kind::Created, &rec);
+        }
+        let history = events.history.lock().unwrap();
+        assert!(history.bytes <= HISTORY_BYTES, "{} bytes kept", history.bytes);
+        assert!(
+            history.events.len() < HISTORY && history.events.len() > 100,
+            "{} events kept",
+            history.events.len()
+        );
+        drop(history);
+        assert!(matches!(events.resume(&first), Resume::Gap));
+    }
+}
