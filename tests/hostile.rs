@@ -596,17 +596,25 @@ fn deleting_the_key_files_does_not_reopen_the_server() {
     assert!(!s.logs().contains("OPEN MODE"), "{}", s.logs());
 }
 
-/// #8: another project's HEAD, PATCH or DELETE on an upload answers 404 and
-/// does not interrupt the owner's PATCH in flight.
-#[test]
-fn another_project_cannot_interrupt_an_upload() {
+/// A server with two projects' keys and an upload of 10 bytes made by the
+/// first: (data dir, server, upload path, "Bearer" of a, key of b).
+fn two_projects() -> (tempfile::TempDir, Server, String, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let a = create_key(dir.path(), "a");
     let b = create_key(dir.path(), "b");
     let s = Server::start_in(dir.path(), &[]);
-    let (auth_a, auth_b) = (format!("Bearer {a}"), format!("Bearer {b}"));
+    let auth_a = format!("Bearer {a}");
     let r = s.request("POST", "/files/", &[TUS, ("Upload-Length", "10"), ("Authorization", &auth_a)], b"");
     let path = Server::path_of(r.header("location").unwrap());
+    (dir, s, path, auth_a, b)
+}
+
+/// #8: another project's HEAD, PATCH or DELETE on an upload answers 404 and
+/// does not interrupt the owner's PATCH in flight.
+#[test]
+fn another_project_cannot_interrupt_an_upload() {
+    let (_dir, s, path, auth_a, b) = two_projects();
+    let auth_b = format!("Bearer {b}");
     let mut running = s.open(
         "PATCH",
         &path,
@@ -630,13 +638,8 @@ fn another_project_cannot_interrupt_an_upload() {
 /// #10: a removed upload is 410 to its project and 404 to every other.
 #[test]
 fn removed_uploads_are_not_confirmed_to_outsiders() {
-    let dir = tempfile::tempdir().unwrap();
-    let a = create_key(dir.path(), "a");
-    let b = create_key(dir.path(), "b");
-    let s = Server::start_in(dir.path(), &[]);
-    let (auth_a, auth_b) = (format!("Bearer {a}"), format!("Bearer {b}"));
-    let r = s.request("POST", "/files/", &[TUS, ("Upload-Length", "10"), ("Authorization", &auth_a)], b"");
-    let path = Server::path_of(r.header("location").unwrap());
+    let (_dir, s, path, auth_a, b) = two_projects();
+    let auth_b = format!("Bearer {b}");
     assert_eq!(s.request("DELETE", &path, &[TUS, ("Authorization", &auth_a)], b"").status, 204);
     assert_eq!(s.request("HEAD", &path, &[TUS, ("Authorization", &auth_a)], b"").status, 410);
     let r = s.request("HEAD", &path, &[TUS, ("Authorization", &auth_b)], b"");
