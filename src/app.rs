@@ -12,7 +12,7 @@ use crate::auth::Keys;
 use crate::config::Config;
 use crate::http::{Response, full};
 use crate::lock::Locker;
-use crate::server::clients::{self, ClientLimit};
+use crate::server::clients::{self, ClientLimit, ClientSlot};
 use crate::server::cors;
 use crate::store::Store;
 use crate::tus;
@@ -63,46 +63,12 @@ impl App {
     /// Routes a request and adds the headers every response carries.
     pub async fn handle(self: Arc<App>, req: Request<Incoming>) -> Response {
         let open = self.keys.is_open();
-        // Open mode answers only names of this machine: a page whose DNS name
-        // was rebound to 127.0.0.1 must not reach the assets.
-        if open && !self.cfg.allow_anonymous {
-            let host = crate::http::header_str(req.headers(), http::header::HOST)
-                .or_else(|| req.uri().authority().map(|a| a.as_str()))
-                .unwrap_or("");
-            if !crate::http::is_loopback_host(host) {
-                return plain(
-                    StatusCode::MISDIRECTED_REQUEST,
-                    &format!(
-                        "this server runs without API keys (open mode) and answers only for this machine \
-                         (localhost, 127.0.0.1, [::1]), not for Host {host:?}; create a key with \
-                         `tusk keys create` to serve other names"
-                    ),
-                );
-            }
+        if open && let Some(resp) = self.misdirected(&req) {
+            return resp;
         }
-        let _client_slot = if self.cfg.behind_proxy {
-            let peer = req.extensions().get::<Peer>().map(|p| p.0.ip());
-            match clients::forwarded_client(req.headers()).or(peer) {
-                Some(ip) => match self.clients.try_acquire(ip) {
-                    Some(slot) => Some(slot),
-                    None => {
-                        let mut resp = plain(
-                            StatusCode::TOO_MANY_REQUESTS,
-                            &format!(
-                                "too many requests from {ip} at once (at most {}, --max-connections-per-ip); \
-                                 retry when some have finished",
-                                self.clients.per_client()
-                            ),
-                        );
-                        resp.headers_mut()
-                            .insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
-                        return resp;
-                    }
-                },
-                None => None,
-            }
-        } else {
-            None
+        let _client_slot = match self.forwarded_client_slot(&req) {
+            Ok(slot) => slot,
+            Err(resp) => return resp,
         };
         let origin = cors::origin(req.headers(), &self.cfg, open);
         let preflight = cors::is_preflight(req.method(), req.headers());
@@ -118,6 +84,49 @@ impl App {
         };
         cors::decorate(&mut resp, &origin, preflight_headers.as_ref());
         resp
+    }
+
+    /// Open mode answers only names of this machine: a page whose DNS name
+    /// was rebound to 127.0.0.1 must not reach the assets (421).
+    fn misdirected(&self, req: &Request<Incoming>) -> Option<Response> {
+        if self.cfg.allow_anonymous {
+            return None; // serving anyone, on any name, was asked for
+        }
+        let host = crate::http::header_str(req.headers(), http::header::HOST)
+            .or_else(|| req.uri().authority().map(|a| a.as_str()))
+            .unwrap_or("");
+        (!crate::http::is_loopback_host(host)).then(|| {
+            plain(
+                StatusCode::MISDIRECTED_REQUEST,
+                &format!(
+                    "this server runs without API keys (open mode) and answers only for this machine \
+                     (localhost, 127.0.0.1, [::1]), not for Host {host:?}; create a key with \
+                     `tusk keys create` to serve other names"
+                ),
+            )
+        })
+    }
+
+    /// Behind a proxy every connection is the proxy's, so the per-client cap
+    /// counts this client's requests in flight instead (429 past it).
+    fn forwarded_client_slot(&self, req: &Request<Incoming>) -> Result<Option<ClientSlot>, Response> {
+        if !self.cfg.behind_proxy {
+            return Ok(None); // counted per connection at accept
+        }
+        let peer = req.extensions().get::<Peer>().map(|p| p.0.ip());
+        let Some(ip) = clients::forwarded_client(req.headers()).or(peer) else { return Ok(None) };
+        self.clients.try_acquire(ip).map(Some).ok_or_else(|| {
+            let mut resp = plain(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!(
+                    "too many requests from {ip} at once (at most {}, --max-connections-per-ip); \
+                     retry when some have finished",
+                    self.clients.per_client()
+                ),
+            );
+            resp.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+            resp
+        })
     }
 
     async fn route(self: &Arc<App>, mut req: Request<Incoming>) -> Response {
