@@ -1,5 +1,7 @@
 //! CORS for browser clients: preflights and headers on every answer.
+mod assets_common;
 mod common;
+use assets_common::create_key;
 use common::*;
 
 const ORIGIN: &str = "https://a.example";
@@ -163,12 +165,7 @@ fn default_origins_depend_on_the_mode() {
     assert_eq!(r.header("access-control-allow-credentials"), None);
 
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tusk"))
-        .args(["keys", "create", "--project", "p", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let key = create_key(dir.path(), "p");
     let s = Server::start_in(dir.path(), &[]);
     let auth = format!("Bearer {key}");
     let r = s.request(
