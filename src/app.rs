@@ -8,14 +8,18 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::signing::Signer;
-use crate::auth::Keys;
+use crate::auth::{self, AuthError, Caller, Credential, Grant, Keys};
 use crate::config::Config;
 use crate::http::{Response, full};
 use crate::lock::Locker;
+use crate::projects::Projects;
 use crate::server::clients::{self, ClientLimit, ClientSlot};
 use crate::server::cors;
 use crate::store::Store;
+use crate::tokens::{TokenError, Tokens};
 use crate::tus;
+use crate::upload_url;
+use crate::usage::Usage;
 
 /// The TCP peer of a request's connection (a request extension).
 #[derive(Clone, Copy, Debug)]
@@ -35,24 +39,37 @@ pub struct App {
     pub shutdown: CancellationToken,
     /// Behind a proxy: requests in flight per forwarded client address.
     pub clients: ClientLimit,
+    pub tokens: Arc<Tokens>,
+    /// Per-project policy (limits and quotas).
+    pub projects: Arc<Projects>,
+    /// What each project stores.
+    pub usage: Arc<Usage>,
+}
+
+/// What `App::new` is built from, besides the configuration.
+pub struct Parts {
+    pub store: Arc<Store>,
+    pub keys: Arc<Keys>,
+    pub tokens: Arc<Tokens>,
+    pub projects: Arc<Projects>,
+    pub usage: Arc<Usage>,
+    pub signer: Signer,
 }
 
 impl App {
-    pub fn new(
-        cfg: Config,
-        store: Arc<Store>,
-        keys: Arc<Keys>,
-        signer: Signer,
-        shutdown: CancellationToken,
-    ) -> Arc<App> {
+    pub fn new(cfg: Config, parts: Parts, shutdown: CancellationToken) -> Arc<App> {
         let locks = Locker::new(cfg.lock_timeout, shutdown.clone());
         let clients = ClientLimit::new(cfg.max_connections_per_ip);
+        let Parts { store, keys, tokens, projects, usage, signer } = parts;
         Arc::new(App {
             clients,
             cfg,
             store,
             locks,
             keys,
+            tokens,
+            projects,
+            usage,
             signer,
             events: Arc::new(crate::events::Events::new()),
             probe_slots: Semaphore::new(2),
@@ -139,14 +156,18 @@ impl App {
             if req.method() == Method::OPTIONS {
                 return tus::options(self);
             }
-            match self.keys.authenticate(req.headers()) {
+            match self.authenticate_upload(&req) {
                 Ok(caller) => {
                     req.extensions_mut().insert(caller);
                 }
                 Err(e) => {
-                    let mut resp =
-                        tus::error::TusError::new(StatusCode::UNAUTHORIZED, "ERR_UNAUTHORIZED", e.message())
-                            .into_response(req.method() == Method::HEAD);
+                    let code = if e.status() == StatusCode::FORBIDDEN {
+                        "ERR_FORBIDDEN"
+                    } else {
+                        "ERR_UNAUTHORIZED"
+                    };
+                    let mut resp = tus::error::TusError::new(e.status(), code, e.message())
+                        .into_response(req.method() == Method::HEAD);
                     resp.headers_mut()
                         .insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
                     resp.headers_mut()
@@ -166,6 +187,90 @@ impl App {
             return resp;
         }
         plain(StatusCode::NOT_FOUND, "not found")
+    }
+}
+
+impl App {
+    /// The caller of a tus or draft request: an API key, an upload token, or
+    /// (with neither) a signed upload URL's capability.
+    fn authenticate_upload(&self, req: &Request<Incoming>) -> Result<Caller, AuthError> {
+        match auth::credential(req.headers()) {
+            Credential::Token(secret) => self.token_caller(secret),
+            Credential::Key(secret) => self.keys.authenticate(Some(secret)),
+            Credential::None => match upload_url::from_query(req.uri().query()) {
+                Some(value) => self.url_caller(value),
+                None => self.keys.authenticate(None),
+            },
+        }
+    }
+
+    /// The caller of a `/v1` request: API keys only.
+    pub fn authenticate_api(&self, headers: &http::HeaderMap) -> Result<Caller, AuthError> {
+        match auth::credential(headers) {
+            Credential::Token(secret) => {
+                self.token_caller(secret)?;
+                Err(AuthError::TokenNotHere)
+            }
+            Credential::Key(secret) => self.keys.authenticate(Some(secret)),
+            Credential::None => self.keys.authenticate(None),
+        }
+    }
+
+    fn token_caller(&self, secret: &str) -> Result<Caller, AuthError> {
+        let t = self.tokens.authenticate(secret).map_err(|e| match e {
+            TokenError::Unknown => AuthError::TokenUnknown,
+            TokenError::Expired => AuthError::TokenExpired,
+            TokenError::Revoked => AuthError::TokenRevoked,
+        })?;
+        Ok(Caller { project_id: t.project_id, project: t.project.clone(), grant: Grant::Token(t) })
+    }
+
+    fn url_caller(&self, value: &str) -> Result<Caller, AuthError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let cap = upload_url::Capability::decode(&self.signer, value, now).map_err(|e| match e {
+            upload_url::CapabilityError::Invalid => AuthError::UrlInvalid,
+            upload_url::CapabilityError::Expired => AuthError::UrlExpired,
+        })?;
+        let project = self.project_name(cap.project_id);
+        Ok(Caller { project_id: cap.project_id, project, grant: Grant::Upload(cap.id) })
+    }
+
+    /// A project's name for messages (its id if no key or policy names it).
+    pub fn project_name(&self, id: uuid::Uuid) -> String {
+        self.projects.name(id).or_else(|| self.keys.project_name(id)).unwrap_or_else(|| id.to_string())
+    }
+
+    /// The signed upload URL of a pending upload, valid for `ttl` from now.
+    pub fn upload_url(
+        &self,
+        origin: &str,
+        rec: &crate::store::UploadRecord,
+        ttl: std::time::Duration,
+    ) -> (String, u64) {
+        let expires = std::time::SystemTime::now()
+            .checked_add(ttl)
+            .unwrap_or(std::time::SystemTime::now())
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let cap = upload_url::Capability {
+            id: rec.id,
+            project_id: rec.project_id,
+            expires,
+            max_size: rec.limits.max_size,
+            allowed_types: rec.limits.allowed_types.clone(),
+        };
+        let url = format!(
+            "{origin}{}{}?{}={}",
+            self.cfg.base_path,
+            rec.id,
+            upload_url::PARAM,
+            cap.encode(&self.signer)
+        );
+        (url, expires)
     }
 }
 

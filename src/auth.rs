@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use http::HeaderMap;
@@ -22,7 +22,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::store::Timestamp;
+use crate::store::{Owner, Timestamp};
+use crate::tokens::TokenRecord;
 
 /// Project ids are derived from project names, so creating a key needs no
 /// shared registry and a name always maps to the same id.
@@ -50,10 +51,66 @@ pub struct KeyRecord {
 }
 
 /// Who is calling: every asset belongs to exactly one project.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Caller {
     pub project_id: Uuid,
     pub project: String,
+    /// What the credential lets the caller do within the project.
+    pub grant: Grant,
+}
+
+/// What a credential allows.
+#[derive(Clone, Debug)]
+pub enum Grant {
+    /// An API key (or open mode): everything in the project.
+    Key,
+    /// A signed upload URL: HEAD, PATCH and DELETE of this one upload.
+    Upload(Uuid),
+    /// An upload token: create uploads within its limits, and continue or
+    /// cancel the uploads it created.
+    Token(Arc<TokenRecord>),
+}
+
+impl Caller {
+    /// May this caller act on an upload owned by `owner` with this `id`?
+    pub fn may_use(&self, id: Uuid, owner: &Owner) -> bool {
+        if owner.project_id != self.project_id {
+            return false;
+        }
+        match &self.grant {
+            Grant::Key => true,
+            Grant::Upload(u) => *u == id,
+            Grant::Token(t) => owner.token_id.as_deref() == Some(t.token_id.as_str()),
+        }
+    }
+
+    pub fn is_key(&self) -> bool {
+        matches!(self.grant, Grant::Key)
+    }
+}
+
+/// The credential a request carries, read once from its headers.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Credential<'a> {
+    None,
+    /// `Authorization: Bearer sk_…` or `x-api-key: sk_…` (or any other bearer value).
+    Key(&'a str),
+    /// `Authorization: Bearer ut_…`.
+    Token(&'a str),
+}
+
+pub fn credential(headers: &HeaderMap) -> Credential<'_> {
+    let bearer = crate::http::header_str(headers, http::header::AUTHORIZATION).and_then(|v| {
+        let (scheme, token) = v.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    });
+    // Argil's convention, for clients that cannot set Authorization.
+    let secret = bearer.or_else(|| crate::http::header_str(headers, "x-api-key").map(str::trim));
+    match secret {
+        None | Some("") => Credential::None,
+        Some(t) if t.starts_with("ut_") => Credential::Token(t),
+        Some(k) => Credential::Key(k),
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -61,14 +118,42 @@ pub enum AuthError {
     Missing,
     Unknown,
     Revoked,
+    TokenUnknown,
+    TokenExpired,
+    TokenRevoked,
+    /// An upload token on an endpoint it cannot use.
+    TokenNotHere,
+    UrlInvalid,
+    UrlExpired,
 }
 
 impl AuthError {
     pub fn message(&self) -> &'static str {
         match self {
-            AuthError::Missing => "this server requires an API key: send Authorization: Bearer sk_...",
+            AuthError::Missing => {
+                "this server requires an API key: send Authorization: Bearer sk_... (or x-api-key: sk_...)"
+            }
             AuthError::Unknown => "the API key is not known to this server",
             AuthError::Revoked => "the API key was revoked",
+            AuthError::TokenUnknown => "the upload token is not known to this server",
+            AuthError::TokenExpired => "the upload token has expired; ask for a new upload link or token",
+            AuthError::TokenRevoked => "the upload token was revoked",
+            AuthError::TokenNotHere => {
+                "an upload token can only create and continue its own uploads (tus or the resumable upload \
+                 draft); reading the API needs an API key"
+            }
+            AuthError::UrlInvalid => {
+                "this upload URL's signature is not valid (changed or cut); ask the app for a new upload URL"
+            }
+            AuthError::UrlExpired => "this upload URL has expired; ask the app for a new upload URL",
+        }
+    }
+
+    /// 403 for a valid credential used where it is not allowed, else 401.
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            AuthError::TokenNotHere => http::StatusCode::FORBIDDEN,
+            _ => http::StatusCode::UNAUTHORIZED,
         }
     }
 }
@@ -89,7 +174,7 @@ fn mark_in_use(dir: &Path) -> io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 
-fn hash_secret(secret: &str) -> String {
+pub(crate) fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
@@ -177,21 +262,36 @@ impl Keys {
         }
     }
 
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, AuthError> {
-        let bearer = crate::http::header_str(headers, http::header::AUTHORIZATION).and_then(|v| {
-            let (scheme, token) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-        });
+    /// An API key (or none, in open mode): the whole project.
+    pub fn authenticate(&self, secret: Option<&str>) -> Result<Caller, AuthError> {
         if self.is_open() {
-            return Ok(Caller { project_id: *DEFAULT_PROJECT_ID, project: DEFAULT_PROJECT.into() });
+            return Ok(Caller {
+                project_id: *DEFAULT_PROJECT_ID,
+                project: DEFAULT_PROJECT.into(),
+                grant: Grant::Key,
+            });
         }
         let state = self.state.read().expect("keys");
-        let token = bearer.ok_or(AuthError::Missing)?;
-        let key = state.by_hash.get(&hash_secret(token)).ok_or(AuthError::Unknown)?;
+        let secret = secret.ok_or(AuthError::Missing)?;
+        let key = state.by_hash.get(&hash_secret(secret)).ok_or(AuthError::Unknown)?;
         if key.revoked_at.is_some() {
             return Err(AuthError::Revoked);
         }
-        Ok(Caller { project_id: key.project_id, project: key.project.clone() })
+        Ok(Caller { project_id: key.project_id, project: key.project.clone(), grant: Grant::Key })
+    }
+
+    /// The name of a project some key belongs to.
+    pub fn project_name(&self, id: Uuid) -> Option<String> {
+        if id == *DEFAULT_PROJECT_ID {
+            return Some(DEFAULT_PROJECT.into());
+        }
+        self.state
+            .read()
+            .expect("keys")
+            .by_hash
+            .values()
+            .find(|k| k.project_id == id)
+            .map(|k| k.project.clone())
     }
 }
 
@@ -213,7 +313,8 @@ fn read_all(dir: &Path) -> io::Result<Vec<KeyRecord>> {
     Ok(out)
 }
 
-fn write_atomic(path: &Path, rec: &KeyRecord) -> io::Result<()> {
+/// Writes a small JSON file so a reader sees the old or the new one, never half.
+pub(crate) fn write_json_atomic<T: Serialize>(path: &Path, rec: &T) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
     fs::write(&tmp, serde_json::to_vec_pretty(rec).map_err(io::Error::other)?)?;
     fs::File::open(&tmp)?.sync_all()?;
@@ -221,7 +322,7 @@ fn write_atomic(path: &Path, rec: &KeyRecord) -> io::Result<()> {
     fs::File::open(path.parent().expect("key file has a folder"))?.sync_all()
 }
 
-fn random_hex(bytes: usize) -> io::Result<String> {
+pub(crate) fn random_hex(bytes: usize) -> io::Result<String> {
     let mut buf = vec![0u8; bytes];
     getrandom::fill(&mut buf).map_err(|e| io::Error::other(e.to_string()))?;
     Ok(hex::encode(buf))
@@ -254,7 +355,7 @@ pub fn create_key(data_dir: &Path, project: &str) -> io::Result<(KeyRecord, Stri
         created_at: Timestamp::now(),
         revoked_at: None,
     };
-    write_atomic(&dir.join(format!("{key_id}.json")), &rec)?;
+    write_json_atomic(&dir.join(format!("{key_id}.json")), &rec)?;
     Ok((rec, secret))
 }
 
@@ -275,7 +376,7 @@ pub fn revoke_key(data_dir: &Path, id_or_secret: &str) -> io::Result<KeyRecord> 
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no key {id_or_secret:?}")))?;
     if key.revoked_at.is_none() {
         key.revoked_at = Some(Timestamp::now());
-        write_atomic(&keys_dir(data_dir).join(format!("{}.json", key.key_id)), &key)?;
+        write_json_atomic(&keys_dir(data_dir).join(format!("{}.json", key.key_id)), &key)?;
     }
     Ok(key)
 }

@@ -28,6 +28,104 @@ pub enum Command {
     /// Create, list and revoke API keys (works while a server runs).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Per-project limits and quotas, and what each project stores.
+    #[command(subcommand)]
+    Projects(ProjectsCommand),
+    /// Print a link to the upload page that lets whoever opens it upload
+    /// into a project, without a key, until it expires (an upload token).
+    UploadLink(UploadLinkArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectsCommand {
+    /// Set a project's limits (each flag changes one; `none` clears it).
+    /// A running server applies them within a second.
+    Set {
+        name: String,
+        /// Largest upload, in bytes (KiB/MiB/GiB suffixes), or `none`.
+        #[arg(long, value_parser = parse_setting_size)]
+        max_size: Option<Setting<u64>>,
+        /// Comma list of asset types accepted (audio,video,image,document,archive,other), or `none` for any.
+        #[arg(long, value_parser = parse_setting_types)]
+        allowed_types: Option<Setting<Vec<AssetType>>>,
+        /// Bytes the project may store in all, or `none`.
+        #[arg(long, value_parser = parse_setting_size)]
+        quota: Option<Setting<u64>>,
+        /// Longest audio or video accepted, in seconds, or `none`.
+        #[arg(long, value_parser = parse_setting_u64)]
+        max_duration: Option<Setting<u64>>,
+        #[arg(long, env = "TUSK_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+    },
+    /// One line per project: name, quota, bytes stored, assets, uploads in flight.
+    List {
+        #[arg(long, env = "TUSK_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+    },
+    /// A project's limits and usage.
+    Show {
+        name: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, env = "TUSK_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UploadLinkArgs {
+    /// Project the uploads go into.
+    #[arg(long)]
+    pub project: String,
+    /// How long the link works, e.g. `7d`, `12h`.
+    #[arg(long, default_value = "7d", value_parser = parse_duration)]
+    pub expires: Duration,
+    /// Largest file, in bytes (KiB/MiB/GiB suffixes).
+    #[arg(long, value_parser = parse_size)]
+    pub max_size: Option<u64>,
+    /// Comma list of asset types accepted.
+    #[arg(long, value_delimiter = ',', value_parser = parse_type)]
+    pub types: Option<Vec<AssetType>>,
+    /// Most files that may be uploaded with the link.
+    #[arg(long)]
+    pub max_uploads: Option<u64>,
+    /// Longest audio or video, in seconds.
+    #[arg(long)]
+    pub max_duration: Option<u64>,
+    /// The server's public address, as people will open it.
+    #[arg(long, env = "TUSK_PUBLIC_URL", default_value = "http://127.0.0.1:1080")]
+    pub url: String,
+    #[arg(long, env = "TUSK_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+}
+
+pub use crate::projects::Setting;
+
+fn is_none_word(s: &str) -> bool {
+    matches!(s.trim().to_ascii_lowercase().as_str(), "none" | "unlimited" | "any")
+}
+
+fn parse_setting_size(s: &str) -> Result<Setting<u64>, String> {
+    if is_none_word(s) { Ok(Setting::Clear) } else { parse_size(s).map(Setting::Set) }
+}
+
+fn parse_setting_u64(s: &str) -> Result<Setting<u64>, String> {
+    if is_none_word(s) {
+        return Ok(Setting::Clear);
+    }
+    s.trim().parse().map(Setting::Set).map_err(|_| format!("invalid number {s:?}"))
+}
+
+fn parse_setting_types(s: &str) -> Result<Setting<Vec<AssetType>>, String> {
+    if is_none_word(s) {
+        return Ok(Setting::Clear);
+    }
+    s.split(',')
+        .filter(|t| !t.trim().is_empty())
+        .map(parse_type)
+        .collect::<Result<Vec<_>, _>>()
+        .map(Setting::Set)
 }
 
 #[derive(Debug, Subcommand)]
@@ -127,6 +225,11 @@ pub struct ServeArgs {
     #[arg(long, env = "TUSK_WORKERS")]
     pub workers: Option<usize>,
 
+    /// Default lifetime of signed upload URLs and upload tokens (`expires_in`
+    /// overrides it per request), e.g. `1h`.
+    #[arg(long, env = "TUSK_UPLOAD_URL_TTL", default_value = "1h", value_parser = parse_duration)]
+    pub upload_url_ttl: Duration,
+
     /// Lifetime of signed download URLs, e.g. `15m`.
     #[arg(long, env = "TUSK_DOWNLOAD_TTL", default_value = "15m", value_parser = parse_duration)]
     pub download_ttl: Duration,
@@ -209,6 +312,7 @@ pub struct Config {
     pub lock_timeout: Duration,
     pub max_connections: usize,
     pub download_ttl: Duration,
+    pub upload_url_ttl: Duration,
     pub allowed_types: Option<Vec<AssetType>>,
     pub allow_anonymous: bool,
     /// Bytes kept free on the data directory's file system (0: no check).
@@ -267,6 +371,7 @@ impl From<ServeArgs> for Config {
             lock_timeout: a.lock_timeout,
             max_connections: a.max_connections.max(1),
             download_ttl: a.download_ttl,
+            upload_url_ttl: a.upload_url_ttl.max(Duration::from_secs(1)),
             allowed_types: a.allowed_types,
             allow_anonymous: a.allow_anonymous,
             min_free_space: a.min_free_space,

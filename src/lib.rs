@@ -21,10 +21,15 @@ pub mod expiry;
 pub mod http;
 pub mod ietf;
 pub mod lifecycle;
+pub mod limits;
 pub mod lock;
+pub mod projects;
 pub mod server;
 pub mod store;
+pub mod tokens;
 pub mod tus;
+pub mod upload_url;
+pub mod usage;
 pub mod web;
 
 use std::path::Path;

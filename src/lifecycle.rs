@@ -7,16 +7,27 @@ use crate::asset::process;
 use uuid::Uuid;
 
 use crate::store::{GoneReason, StoreError, UploadRecord};
+use crate::usage::Share;
 
 /// After every commit of new bytes (the caller holds the upload's lock).
-pub async fn after_commit(app: &App, rec: &mut UploadRecord) -> Result<(), StoreError> {
-    process::sniff_if_due(app, rec).await?;
+/// `Some(reason)`: the upload's type is not allowed, and it was refused.
+pub async fn after_commit(
+    app: &App,
+    rec: &mut UploadRecord,
+    limits: &crate::limits::Effective,
+) -> Result<Option<String>, StoreError> {
+    if let Some(why) = process::check_type(app, rec, limits).await? {
+        return Ok(Some(why));
+    }
     app.events.progress(rec);
-    Ok(())
+    Ok(None)
 }
 
 /// Called once, right after the commit that completed `rec`.
 pub async fn on_complete(app: &Arc<App>, rec: &UploadRecord) {
+    // No longer in flight (its bytes were counted as they arrived).
+    let after = Share::of(rec);
+    app.usage.moved(rec.project_id, Share { in_flight: true, ..after }, after);
     if rec.is_partial() {
         // Partial uploads are not assets; they may complete waiting finals,
         // assembled in the background so this answer does not wait for them.
@@ -43,6 +54,7 @@ pub async fn remove(app: &App, id: Uuid, reason: GoneReason) -> Result<(), Store
     app.store.flush().await?;
     app.store.remove_file(id)?;
     if let Some(rec) = &removed {
+        app.usage.moved(rec.project_id, Share::of(rec), Share::default());
         app.events.emit(crate::events::Kind::Deleted, rec);
     }
     Ok(())

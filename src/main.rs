@@ -5,7 +5,9 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tusk::asset::rfc3339;
 use tusk::auth;
-use tusk::config::{Cli, Command, Config, KeysCommand, ServeArgs};
+use tusk::config::{Cli, Command, Config, KeysCommand, ProjectsCommand, ServeArgs, UploadLinkArgs};
+use tusk::projects::{self, PolicyChange};
+use tusk::usage::UsageFigures;
 
 fn main() -> ExitCode {
     // Upload bytes, the metadata database and key files are for this user
@@ -30,6 +32,8 @@ fn main() -> ExitCode {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(*args),
         Some(Command::Keys(cmd)) => keys(cmd),
+        Some(Command::Projects(cmd)) => projects(cmd),
+        Some(Command::UploadLink(args)) => upload_link(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -92,5 +96,149 @@ fn keys(cmd: KeysCommand) -> std::io::Result<()> {
             eprintln!("revoked {} (project {:?})", k.key_id, k.project);
         }
     }
+    Ok(())
+}
+
+/// `tusk projects ...`: policy files under the data directory, like keys.
+fn projects(cmd: ProjectsCommand) -> std::io::Result<()> {
+    match cmd {
+        ProjectsCommand::Set { name, max_size, allowed_types, quota, max_duration, data_dir } => {
+            let change = PolicyChange {
+                max_size: max_size.unwrap_or_default(),
+                allowed_types: allowed_types.unwrap_or_default(),
+                quota: quota.unwrap_or_default(),
+                max_duration: max_duration.unwrap_or_default(),
+            };
+            let p = projects::set_policy(&data_dir, &name, &change)?;
+            eprintln!("project {:?} updated; a running server applies it within a second", p.name);
+            print_project(&p, None, false);
+        }
+        ProjectsCommand::List { data_dir } => {
+            let (usage, _) = usage_of(&data_dir)?;
+            let mut names: Vec<String> =
+                projects::list_policies(&data_dir)?.into_iter().map(|p| p.name).collect();
+            names.extend(auth::list_keys(&data_dir)?.into_iter().map(|k| k.project));
+            names.sort();
+            names.dedup();
+            println!("project\tquota_bytes\tbytes_stored\tassets\tuploads_in_flight");
+            for name in names {
+                let quota = projects::read_policy(&data_dir, &name)?.and_then(|p| p.quota);
+                let u = usage.get(&auth::project_id(&name)).copied().unwrap_or_default();
+                println!(
+                    "{name}\t{}\t{}\t{}\t{}",
+                    quota.map_or("unlimited".to_string(), |q| q.to_string()),
+                    u.bytes_stored,
+                    u.assets,
+                    u.uploads_in_flight
+                );
+            }
+        }
+        ProjectsCommand::Show { name, json, data_dir } => {
+            if !auth::valid_project_name(&name) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("no project {name:?}"),
+                ));
+            }
+            let p = projects::read_policy(&data_dir, &name)?.unwrap_or_else(|| projects::Policy {
+                name: name.clone(),
+                project_id: auth::project_id(&name),
+                ..Default::default()
+            });
+            let (usage, source) = usage_of(&data_dir)?;
+            let u = usage.get(&p.project_id).copied().unwrap_or_default();
+            if !json {
+                eprintln!("usage {source}");
+            }
+            print_project(&p, Some(u), json);
+        }
+    }
+    Ok(())
+}
+
+/// Every project's usage: counted from the metadata database when no server
+/// holds it, else as the running server last reported it.
+fn usage_of(
+    data_dir: &std::path::Path,
+) -> std::io::Result<(std::collections::HashMap<uuid::Uuid, UsageFigures>, String)> {
+    match tusk::store::Store::open(data_dir) {
+        Ok(store) => {
+            let usage = tusk::usage::Usage::default();
+            for rec in store.records() {
+                usage.count(&rec.map_err(std::io::Error::other)?);
+            }
+            Ok((usage.all().into_iter().collect(), "counted from the data directory".into()))
+        }
+        Err(_) => match projects::read_usage(data_dir)? {
+            Some((at, figures)) => {
+                Ok((figures, format!("as reported by the running server at {}", rfc3339(at))))
+            }
+            None => Ok((Default::default(), "not reported yet by the running server".into())),
+        },
+    }
+}
+
+fn print_project(p: &projects::Policy, usage: Option<UsageFigures>, json: bool) {
+    let types = p.allowed_types.as_ref().map(|t| t.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(","));
+    if json {
+        let v = serde_json::json!({
+            "name": p.name,
+            "id": p.project_id,
+            "max_size_bytes": p.max_size,
+            "allowed_types": p.allowed_types,
+            "quota_bytes": p.quota,
+            "max_duration_seconds": p.max_duration,
+            "usage": usage,
+        });
+        println!("{v}");
+        return;
+    }
+    let or = |v: Option<String>, none: &str| v.unwrap_or_else(|| none.to_string());
+    println!("project\t{}", p.name);
+    println!("id\t{}", p.project_id);
+    println!("max_size\t{}", or(p.max_size.map(|v| v.to_string()), "unlimited"));
+    println!("allowed_types\t{}", or(types, "any"));
+    println!("quota\t{}", or(p.quota.map(|v| v.to_string()), "unlimited"));
+    println!("max_duration\t{}", or(p.max_duration.map(|v| v.to_string()), "unlimited"));
+    if let Some(u) = usage {
+        println!("bytes_stored\t{}", u.bytes_stored);
+        println!("assets\t{}", u.assets);
+        println!("uploads_in_flight\t{}", u.uploads_in_flight);
+    }
+}
+
+/// `tusk upload-link`: an upload token, printed as a link to the page.
+fn upload_link(a: UploadLinkArgs) -> std::io::Result<()> {
+    if !auth::valid_project_name(&a.project) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "project names are 1-64 characters of letters, digits, '-', '_' and '.'",
+        ));
+    }
+    if !auth::list_keys(&a.data_dir)?.iter().any(|k| k.revoked_at.is_none()) {
+        return Err(std::io::Error::other(
+            "upload links are for servers that use API keys (without one, anybody can upload anyway); \
+             create a key first with `tusk keys create --project NAME`",
+        ));
+    }
+    let spec = tusk::tokens::TokenSpec {
+        ttl: a.expires,
+        max_uploads: a.max_uploads,
+        limits: tusk::store::UploadLimits {
+            max_size: a.max_size,
+            allowed_types: a.types.clone(),
+            max_duration: a.max_duration,
+        },
+        metadata: Default::default(),
+    };
+    let (t, secret) = tusk::tokens::create(&a.data_dir, &a.project, auth::project_id(&a.project), &spec)?;
+    eprintln!(
+        "upload link for project {:?} ({}), valid until {}; revoke with DELETE /v1/upload-tokens/{}",
+        t.project,
+        t.token_id,
+        rfc3339(t.expires_at),
+        t.token_id
+    );
+    println!("{}/?token={secret}", a.url.trim_end_matches('/'));
     Ok(())
 }

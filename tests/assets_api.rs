@@ -32,7 +32,10 @@ fn create_returns_the_asset_and_a_location_a_tus_client_can_patch() {
     let id = a["id"].as_str().unwrap();
     let loc = r.header("location").expect("Location");
     assert_eq!(loc, s.url(&format!("/files/{id}")), "Location is the absolute tus URL");
-    assert_eq!(a["upload_url"], loc);
+    // upload_url is the same URL with a capability for a client without the key.
+    let upload_url = a["upload_url"].as_str().unwrap();
+    assert!(upload_url.starts_with(&format!("{loc}?access=")), "{upload_url}");
+    assert!(a["upload_url_expires_at"].is_string(), "{a}");
     assert_eq!(uuid::Uuid::try_parse(id).unwrap().get_version_num(), 7, "UUIDv7");
     assert_eq!(a["project_id"], auth_default_project());
     assert_eq!(a["name"], "song.bin");

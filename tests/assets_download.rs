@@ -196,8 +196,9 @@ fn only_ready_assets_download_409_otherwise() {
     error(&s.get(&signed(&half)), 409, "asset_not_ready");
     assert_eq!(s.request("HEAD", &signed(&half), &[], b"").status, 409);
 
-    // failed (type not allowed here)
-    let failed = tus_upload(&s, None, &bytes(9000, 1), None);
+    // failed (type not allowed here: refused at its first 8 KiB)
+    let (path, failed) = tus_create(&s, None, 9000, None);
+    assert_eq!(tus_patch(&s, None, &path, 0, &bytes(9000, 1)).status, 415);
     let f = wait_state(&s, None, &failed, &["ready", "failed"], Duration::from_secs(20));
     assert_eq!(f["state"], "failed", "{f}");
     assert!(f["download_url"].is_null() && f["sha256"].is_null());

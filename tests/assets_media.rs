@@ -105,16 +105,27 @@ fn a_corrupt_mp4_fails_with_media_unreadable() {
     assert_eq!(get_asset(&s, None, &id)["state"], "failed");
 }
 
+/// A type the server does not accept is refused as soon as its first 8 KiB
+/// are in (here across two 4 KiB PATCHes), not after the last byte.
 #[test]
 fn types_the_server_does_not_accept_fail_with_type_not_allowed() {
     let s = Server::start(&["--allowed-types", "image"]);
-    let mp3 = upload_chunked(&s, &fixture("tone.mp3"), "tone.mp3");
-    let png = upload_chunked(&s, &fixture("pic.png"), "pic.png");
-    let a = wait_state(&s, None, &mp3, &["ready", "failed"], Duration::from_secs(20));
+    let mp3 = fixture("tone.mp3");
+    let (path, id) = tus_create(&s, None, mp3.len() as u64, Some(&format!("filename {}", b64s("tone.mp3"))));
+    assert_eq!(tus_patch(&s, None, &path, 0, &mp3[..4096]).status, 204, "4 KiB do not decide yet");
+    let r = tus_patch(&s, None, &path, 4096, &mp3[4096..]);
+    assert_eq!(r.status, 415, "{r:?}");
+    assert!(r.text().contains("ERR_TYPE_NOT_ALLOWED") && r.text().contains("audio/mpeg"), "{}", r.text());
+    let a = get_asset(&s, None, &id);
     assert_eq!(a["state"], "failed", "{a}");
     assert_eq!(a["error_code"], "type_not_allowed");
     assert!(a["error_message"].as_str().unwrap().contains("audio"), "{a}");
-    assert_eq!(a["type"], "audio");
+    assert_eq!(a["type"], "audio", "says what was sniffed: {a}");
+    assert_eq!(a["received_bytes"], 0, "the bytes were removed: {a}");
+    assert!(s.upload_file(&path).is_none(), "no data file is left");
+    // Every later request on it says why.
+    assert_eq!(s.request("HEAD", &path, &[("Tus-Resumable", "1.0.0")], b"").status, 415);
+    let png = upload_chunked(&s, &fixture("pic.png"), "pic.png");
     wait_ready(&s, None, &png);
 }
 

@@ -13,6 +13,11 @@
 //!   port) uploads to tusk with tus-js-client, so CORS is exercised as in
 //!   production, errors included: a 413 and a 401 must reach the page as such.
 //!
+//! - `upload_link`: the page from `tusk upload-link` (`/?token=ut_…`) uploads
+//!   without a key and shows only what was uploaded with the link.
+//! - `uppy_with_an_upload_token`: Uppy on another origin with an upload
+//!   token: limits, a type refused at its first bytes, `max_uploads`.
+//!
 //! Each test installs tests/browser's Node packages when needed (`npm ci`,
 //! once, under a lock) and fails, never skips, when Chromium is missing.
 //! Output (screenshots, the files made, the download) goes to
@@ -111,6 +116,70 @@ fn cross_origin() {
         .env("OUT_DIR", &out);
     run_script("cross-origin tus-js-client", cmd, &s);
     println!("screenshot: {}", out.join("cross-origin.png").display());
+}
+
+/// tusk's page opened from `tusk upload-link` (`/?token=ut_…`): a PNG goes
+/// up through the Dashboard with no key, and the page never shows (or asks
+/// /v1 for) the project's other assets.
+#[test]
+fn upload_link() {
+    let dir = prepare();
+    let out = out_dir("upload_link");
+    let (data, key) = keyed_data_dir();
+    let s = Server::start_in(data.path(), &[]);
+    // Another asset of the same project, uploaded with the key.
+    let other = "uploaded-by-the-backend.bin";
+    let meta = format!("filename {}", common::b64(other.as_bytes()));
+    let auth = format!("Bearer {key}");
+    let r = s.request(
+        "POST",
+        "/files/",
+        &[
+            ("Tus-Resumable", "1.0.0"),
+            ("Upload-Length", "3"),
+            ("Upload-Metadata", &meta),
+            ("Authorization", &auth),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 201, "{r:?}");
+    let link = Command::new(env!("CARGO_BIN_EXE_tusk"))
+        .args(["upload-link", "--project", "browser", "--expires", "1h", "--url", &s.url("")])
+        .arg("--data-dir")
+        .arg(data.path())
+        .output()
+        .expect("run tusk upload-link");
+    assert!(link.status.success(), "tusk upload-link: {}", String::from_utf8_lossy(&link.stderr));
+    let link = String::from_utf8(link.stdout).unwrap().trim().to_string();
+    let mut cmd = Command::new("node");
+    cmd.arg("upload_link.mjs")
+        .current_dir(&dir)
+        .env("TUSK_URL", s.url(""))
+        .env("TUSK_KEY", &key)
+        .env("LINK", &link)
+        .env("OTHER_ASSET_NAME", other)
+        .env("OUT_DIR", &out);
+    run_script("upload link page", cmd, &s);
+    println!("screenshot: {}", out.join("upload-link.png").display());
+}
+
+/// Uppy on another origin with an upload token and no key: two files go up,
+/// a disallowed one stops after its first chunk (415, `type_not_allowed`),
+/// and one beyond `max_uploads` is refused with the server's message.
+#[test]
+fn uppy_with_an_upload_token() {
+    let dir = prepare();
+    let out = out_dir("uppy_token");
+    let (data, key) = keyed_data_dir();
+    let s = Server::start_in(data.path(), &[]);
+    let mut cmd = Command::new("node");
+    cmd.arg("uppy_token.mjs")
+        .current_dir(&dir)
+        .env("TUSK_URL", s.url(""))
+        .env("TUSK_KEY", &key)
+        .env("OUT_DIR", &out);
+    run_script("Uppy with an upload token", cmd, &s);
+    println!("screenshot: {}", out.join("uppy-token.png").display());
 }
 
 /// Chromium, Node and the Node packages, or a clear failure.

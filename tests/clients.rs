@@ -50,3 +50,28 @@ fn tuspy() {
         .env("PYTHONDONTWRITEBYTECODE", "1");
     run_script("tuspy suite", cmd, &s);
 }
+
+/// A backend creates the asset with its key; tus-js-client then uploads with
+/// only the asset's signed `upload_url` (no key), is aborted mid-way and
+/// resumes from the stored URL; the URL is refused once tampered, on another
+/// upload, after it expired, and past its size limit.
+#[test]
+fn tus_js_client_with_an_upload_url() {
+    let dir = clients_dir().join("js");
+    require("node", "Node.js 18 or later (Debian: apt-get install nodejs npm)");
+    require("npm", "npm (Debian: apt-get install npm)");
+    install_npm(&dir);
+
+    let data = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_tusk"))
+        .args(["keys", "create", "--project", "backend", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .expect("run tusk keys create");
+    assert!(out.status.success(), "tusk keys create: {}", String::from_utf8_lossy(&out.stderr));
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let s = Server::start_in(data.path(), &[]);
+    let mut cmd = Command::new("node");
+    cmd.arg("upload_url.mjs").current_dir(&dir).env("TUSK_URL", s.url("")).env("TUSK_KEY", &key);
+    run_script("tus-js-client with an upload URL", cmd, &s);
+}

@@ -51,6 +51,12 @@ impl<'a> View<'a> {
             (None, None)
         };
         let assembled_or_plain = !rec.is_final() || rec.is_complete();
+        // A capability for this one upload, so the JSON can be handed to a
+        // tus client in a browser without the key.
+        let upload_url = (a.state == AssetState::PendingUpload && !rec.is_final()).then(|| {
+            let ttl = rec.url_ttl_secs.map(Duration::from_secs).unwrap_or(app.cfg.upload_url_ttl);
+            app.upload_url(&self.origin, rec, ttl)
+        });
         json!({
             "id": rec.id,
             "project_id": rec.project_id,
@@ -72,8 +78,8 @@ impl<'a> View<'a> {
             "created_at": rfc3339(rec.created_at),
             "updated_at": rfc3339(rec.updated_at.max(a.updated_at)),
             "expires_at": rec.expires_at(app.cfg.expire_after).map(rfc3339),
-            "upload_url": (a.state == AssetState::PendingUpload)
-                .then(|| format!("{}{}{}", self.origin, app.cfg.base_path, rec.id)),
+            "upload_url": upload_url.as_ref().map(|u| &u.0),
+            "upload_url_expires_at": upload_url.as_ref().map(|u| rfc3339(Timestamp(u.1 * 1000))),
             "download_url": download_url,
             "download_expires_at": download_expires_at,
         })
@@ -94,7 +100,19 @@ pub fn get(app: &App, caller: &Caller, id: Uuid, req: &Request<Incoming>) -> Res
 }
 
 /// The fields `POST /v1/assets` accepts; any other is a 422 naming it.
-const CREATE_FIELDS: [&str; 4] = ["name", "size_bytes", "language", "metadata"];
+const CREATE_FIELDS: [&str; 8] = [
+    "name",
+    "size_bytes",
+    "language",
+    "metadata",
+    "expires_in",
+    "max_size_bytes",
+    "allowed_types",
+    "max_duration_seconds",
+];
+
+/// The longest an upload URL may be valid.
+pub const MAX_URL_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 pub async fn create(
     app: &std::sync::Arc<App>,
@@ -102,42 +120,19 @@ pub async fn create(
     req: Request<Incoming>,
 ) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
-    let bytes = match Limited::new(body, MAX_JSON_BODY).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(_) => {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!("the JSON body is limited to {MAX_JSON_BODY} bytes"),
-            ));
-        }
-    };
-    let mut body = if bytes.iter().all(u8::is_ascii_whitespace) {
-        serde_json::Map::new()
-    } else {
-        match serde_json::from_slice::<Value>(&bytes) {
-            Ok(Value::Object(map)) => map,
-            Ok(_) => {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_json",
-                    "the body must be a JSON object",
-                ));
-            }
-            Err(e) => {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_json",
-                    format!("the body is not valid JSON: {e}"),
-                ));
-            }
-        }
-    };
+    let mut body = json_object(body).await?;
 
     let mut errors: Vec<FieldError> = body
         .keys()
         .filter(|k| !CREATE_FIELDS.contains(&k.as_str()))
-        .map(|k| FieldError::new(k, "unknown", "unknown field; send name, size_bytes, language or metadata"))
+        .map(|k| {
+            FieldError::new(
+                k,
+                "unknown",
+                "unknown field; send name, size_bytes, language, metadata, expires_in, max_size_bytes, \
+                 allowed_types or max_duration_seconds",
+            )
+        })
         .collect();
     let name = match body.remove("name") {
         None | Some(Value::Null) => None,
@@ -216,9 +211,38 @@ pub async fn create(
         }
         Some(_) => errors.push(FieldError::new("metadata", "invalid", "must be an object of strings")),
     }
+    let ttl = match body.remove("expires_in") {
+        None | Some(Value::Null) => app.cfg.upload_url_ttl,
+        Some(Value::Number(n)) if json_u64(&n).is_some_and(|v| v >= 1 && v <= MAX_URL_TTL.as_secs()) => {
+            Duration::from_secs(json_u64(&n).expect("checked"))
+        }
+        Some(_) => {
+            errors.push(FieldError::new(
+                "expires_in",
+                "invalid",
+                format!("must be a number of seconds from 1 to {}", MAX_URL_TTL.as_secs()),
+            ));
+            app.cfg.upload_url_ttl
+        }
+    };
+    let requested = limits_fields(&mut body, &mut errors);
+    if let (Some(size), Some(max)) = (size, requested.max_size)
+        && size > max
+    {
+        errors.push(FieldError::new(
+            "size_bytes",
+            "too_large",
+            format!("is more than max_size_bytes ({max})"),
+        ));
+    }
     if !errors.is_empty() {
         return Err(ApiError::invalid(errors));
     }
+    let admitted = crate::limits::admit(
+        app,
+        caller,
+        &crate::limits::Creation { length: size, declared_type: None, partial: false, requested },
+    )?;
     // The same upload a tus POST makes, so a tus client can go on with PATCH
     // and see the name and language in its Upload-Metadata; the asset keeps
     // the metadata exactly as sent.
@@ -243,7 +267,10 @@ pub async fn create(
         crate::store::Concat::None,
     );
     rec.asset = Some(AssetInfo::new(name, language, metadata));
+    rec.limits = admitted.limits;
+    rec.url_ttl_secs = Some(ttl.as_secs());
     app.store.put(&rec)?;
+    app.usage.created(&rec, !rec.is_complete());
     app.store.index_asset(caller.project_id, id)?;
     app.store.flush().await?;
     app.events.emit(crate::events::Kind::Created, &rec);
@@ -258,6 +285,90 @@ pub async fn create(
     let mut resp = json_response(StatusCode::CREATED, serde_json::to_vec(&view.asset(&rec)).expect("json"));
     set(resp.headers_mut(), LOCATION, format!("{}{}{}", view.origin, app.cfg.base_path, id));
     Ok(resp)
+}
+
+/// `max_size_bytes`, `allowed_types` and `max_duration_seconds` of a request
+/// body (upload URLs and upload tokens take the same fields).
+pub(super) fn limits_fields(
+    body: &mut serde_json::Map<String, Value>,
+    errors: &mut Vec<FieldError>,
+) -> crate::limits::UploadLimits {
+    let mut positive = |field: &str| match body.remove(field) {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) if json_u64(&n).is_some() => json_u64(&n),
+        Some(_) => {
+            errors.push(FieldError::new(field, "invalid", "must be a non-negative integer"));
+            None
+        }
+    };
+    let max_size = positive("max_size_bytes");
+    let max_duration = positive("max_duration_seconds");
+    let allowed_types = match body.remove("allowed_types") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) => {
+            let mut types = Vec::new();
+            for item in &items {
+                match item.as_str().and_then(AssetType::parse) {
+                    Some(t) if !types.contains(&t) => types.push(t),
+                    Some(_) => {}
+                    None => errors.push(FieldError::new(
+                        "allowed_types",
+                        "invalid",
+                        format!(
+                            "{item} is not an asset type; use audio, video, image, document, archive or other"
+                        ),
+                    )),
+                }
+            }
+            Some(types)
+        }
+        Some(_) => {
+            errors.push(FieldError::new(
+                "allowed_types",
+                "invalid",
+                "must be an array of asset types such as [\"image\", \"video\"]",
+            ));
+            None
+        }
+    };
+    crate::limits::UploadLimits { max_size, allowed_types, max_duration }
+}
+
+/// A request body that must be a JSON object (empty counts as `{}`).
+pub(super) async fn json_object(body: Incoming) -> Result<serde_json::Map<String, Value>, ApiError> {
+    let bytes = match Limited::new(body, MAX_JSON_BODY).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the JSON body is limited to {MAX_JSON_BODY} bytes"),
+            ));
+        }
+    };
+    let body = if bytes.iter().all(u8::is_ascii_whitespace) {
+        serde_json::Map::new()
+    } else {
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_json",
+                    "the body must be a JSON object",
+                ));
+            }
+            Err(e) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_json",
+                    format!("the body is not valid JSON: {e}"),
+                ));
+            }
+        }
+    };
+
+    Ok(body)
 }
 
 pub async fn list(
@@ -409,7 +520,7 @@ pub fn types() -> Response {
 /// A JSON number that is a non-negative integer tus can store (at most
 /// i64::MAX). `813.0` counts, as JSON Schema's `integer` says; an integral
 /// float is taken only where it is exact (below 2^53).
-fn json_u64(n: &serde_json::Number) -> Option<u64> {
+pub(super) fn json_u64(n: &serde_json::Number) -> Option<u64> {
     let v = match n.as_u64() {
         Some(v) => v,
         None => {

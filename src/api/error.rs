@@ -82,7 +82,14 @@ impl From<StoreError> for ApiError {
 
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", e.message())
+        let code = if e.status() == StatusCode::FORBIDDEN { "forbidden" } else { "unauthorized" };
+        ApiError::new(e.status(), code, e.message())
+    }
+}
+
+impl From<crate::limits::Refusal> for ApiError {
+    fn from(r: crate::limits::Refusal) -> Self {
+        ApiError::new(r.status(), r.api_code(), r.message())
     }
 }
 

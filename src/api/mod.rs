@@ -5,6 +5,7 @@ pub mod assets;
 pub mod error;
 pub mod events;
 pub mod signing;
+pub mod upload_tokens;
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use hyper::body::Incoming;
 use uuid::Uuid;
 
 use crate::app::App;
+use crate::auth;
 use crate::http::{Response, full};
 use error::ApiError;
 
@@ -42,7 +44,7 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<Response, ApiErr
         _ => {}
     }
 
-    let caller = app.keys.authenticate(req.headers())?;
+    let caller = app.authenticate_api(req.headers())?;
     match (&method, segments.as_slice()) {
         (&Method::POST, ["v1", "assets"]) => assets::create(&app, &caller, req).await,
         (&Method::GET, ["v1", "assets"]) => assets::list(&app, &caller, &req).await,
@@ -55,9 +57,20 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<Response, ApiErr
             let id = parse_id(id)?;
             assets::delete(&app, &caller, id).await
         }
-        (_, ["v1", "assets"] | ["v1", "assets", _] | ["v1", "events"]) => {
-            Ok(method_not_allowed(&method, &path, &segments))
-        }
+        (&Method::POST, ["v1", "upload-tokens"]) => upload_tokens::create(&app, &caller, req).await,
+        (&Method::GET, ["v1", "upload-tokens"]) => upload_tokens::list(&app, &caller),
+        (&Method::GET, ["v1", "upload-tokens", id]) => upload_tokens::get(&app, &caller, id),
+        (&Method::DELETE, ["v1", "upload-tokens", id]) => upload_tokens::revoke(&app, &caller, id).await,
+        (&Method::GET, ["v1", "project"]) => Ok(project(&app, &caller)),
+        (
+            _,
+            ["v1", "assets"]
+            | ["v1", "assets", _]
+            | ["v1", "events"]
+            | ["v1", "upload-tokens"]
+            | ["v1", "upload-tokens", _]
+            | ["v1", "project"],
+        ) => Ok(method_not_allowed(&method, &path, &segments)),
         _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no API endpoint at {path}"))),
     }
 }
@@ -68,6 +81,8 @@ fn method_not_allowed(method: &Method, path: &str, segments: &[&str]) -> Respons
         ["v1", "assets"] => "GET, POST",
         ["v1", "assets", _] => "GET, DELETE",
         ["v1", "assets", _, "content"] => "GET, HEAD",
+        ["v1", "upload-tokens"] => "GET, POST",
+        ["v1", "upload-tokens", _] => "GET, DELETE",
         _ => "GET",
     };
     let mut resp = ApiError::new(
@@ -78,6 +93,22 @@ fn method_not_allowed(method: &Method, path: &str, segments: &[&str]) -> Respons
     .into_response();
     resp.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static(allow));
     resp
+}
+
+/// The caller's project: its policy and what it stores.
+fn project(app: &App, caller: &auth::Caller) -> Response {
+    let limits = crate::limits::for_project(app, caller.project_id);
+    let usage = app.usage.figures(caller.project_id);
+    let body = serde_json::json!({
+        "id": caller.project_id,
+        "name": caller.project,
+        "max_size_bytes": limits.limits.max_size,
+        "allowed_types": limits.limits.allowed_types.as_ref().map(|v| v.iter().map(|t| t.as_str()).collect::<Vec<_>>()),
+        "max_duration_seconds": limits.limits.max_duration,
+        "quota_bytes": limits.quota,
+        "usage": usage,
+    });
+    json_response(StatusCode::OK, serde_json::to_vec(&body).expect("json"))
 }
 
 /// A malformed id names nothing: 404, like an unknown one.

@@ -18,7 +18,8 @@ pub use sniff::{AssetType, Sniffed};
 /// DOCX and TAR are told apart only beyond the first few bytes.
 pub const SNIFF_BYTES: u64 = 8192;
 
-/// `pending_upload → processing → ready | failed`; no other moves.
+/// `pending_upload → processing → ready | failed`, or `pending_upload → failed`
+/// for bytes refused as they arrive; no other moves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AssetState {
@@ -47,7 +48,14 @@ impl AssetState {
 
     pub fn can_become(self, next: AssetState) -> bool {
         use AssetState::*;
-        matches!((self, next), (PendingUpload, Processing) | (Processing, Ready) | (Processing, Failed))
+        // An upload refused at its first bytes fails without processing.
+        matches!(
+            (self, next),
+            (PendingUpload, Processing)
+                | (PendingUpload, Failed)
+                | (Processing, Ready)
+                | (Processing, Failed)
+        )
     }
 }
 

@@ -5,21 +5,17 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::probe::{self, ProbeError};
-use super::{AssetState, SNIFF_BYTES, sniff};
+use super::{AssetState, SNIFF_BYTES, Sniffed, sniff};
 use crate::app::App;
-use crate::store::{StoreError, UploadRecord};
+use crate::limits::Effective;
+use crate::store::append::SniffGate;
+use crate::store::{Offset, StoreError, Timestamp, UploadRecord};
+use crate::usage::Share;
 
-/// Sniffs the asset's type once enough bytes are stored: one read of the
-/// first 8 KiB, once per upload. The caller holds the upload's lock.
-pub async fn sniff_if_due(app: &App, rec: &mut UploadRecord) -> Result<(), StoreError> {
-    let due = rec.asset.as_ref().is_some_and(|a| a.sniffed.is_none())
-        && (rec.offset.0 >= SNIFF_BYTES || rec.is_complete());
-    if !due {
-        return Ok(());
-    }
-    let path = app.store.file_path(rec.id);
-    let len = rec.offset.0.min(SNIFF_BYTES) as usize;
-    let prefix = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+/// The upload's first `len` bytes (fewer than the sniff window).
+async fn read_prefix(app: &App, id: Uuid, len: usize) -> Result<Vec<u8>, StoreError> {
+    let path = app.store.file_path(id);
+    tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
         use std::io::Read;
         let mut buf = vec![0u8; len];
         if len > 0 {
@@ -29,7 +25,106 @@ pub async fn sniff_if_due(app: &App, rec: &mut UploadRecord) -> Result<(), Store
         Ok(buf)
     })
     .await
-    .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))??;
+    .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?
+    .map_err(StoreError::Io)
+}
+
+/// For a request appending to `rec` while its type is unknown and some type
+/// is not allowed: a gate that stops the body as soon as its first 8 KiB (or
+/// the whole upload, if shorter) show a refused type, instead of after the
+/// last byte.
+pub async fn sniff_gate(
+    app: &App,
+    rec: &UploadRecord,
+    limits: &Effective,
+) -> Result<Option<SniffGate>, StoreError> {
+    let unsniffed = rec.asset.as_ref().is_some_and(|a| a.sniffed.is_none());
+    if !unsniffed || limits.limits.allowed_types.is_none() || rec.offset.0 >= SNIFF_BYTES {
+        return Ok(None);
+    }
+    let want = rec.length.unwrap_or(SNIFF_BYTES).min(SNIFF_BYTES) as usize;
+    if want == 0 {
+        return Ok(None);
+    }
+    let prefix = read_prefix(app, rec.id, rec.offset.0 as usize).await?;
+    let allowed = limits.limits.clone();
+    Ok(Some(SniffGate {
+        prefix,
+        want,
+        refuse: Box::new(move |bytes| !allowed.allows(sniff::sniff(bytes).kind)),
+    }))
+}
+
+/// The message for bytes of a type that is not accepted.
+fn not_allowed_message(sniffed: &Sniffed, limits: &Effective) -> String {
+    format!(
+        "these bytes are {} ({}), which is not accepted here (accepted: {}); the upload was stopped and \
+         its bytes removed",
+        sniffed.kind.as_str(),
+        sniffed.content_type,
+        limits.limits.types_list()
+    )
+}
+
+/// Refuses an upload whose bytes are of a type that is not allowed: its
+/// bytes are removed, its asset ends `failed` with `type_not_allowed` saying
+/// what was sniffed, and every later tus request on it is answered with the
+/// reason. Returns that reason. The caller holds the upload's lock.
+pub async fn refuse(
+    app: &App,
+    mut rec: UploadRecord,
+    sniffed: Sniffed,
+    limits: &Effective,
+) -> Result<String, StoreError> {
+    let why = not_allowed_message(&sniffed, limits);
+    let before = Share::of(&rec);
+    if let Some(asset) = rec.asset.as_mut() {
+        asset.sniffed = Some(sniffed);
+        let _ = asset.fail("type_not_allowed", why.clone());
+    }
+    rec.refused = Some(why.clone());
+    rec.offset = Offset(0);
+    rec.sha256 = Default::default();
+    rec.updated_at = Timestamp::now();
+    app.store.put(&rec)?;
+    app.store.flush().await?;
+    app.store.remove_file(rec.id)?;
+    app.usage.moved(rec.project_id, before, Share::of(&rec));
+    tracing::info!(upload = %rec.id, reason = %why, "upload refused");
+    app.events.emit(crate::events::Kind::Failed, &rec);
+    Ok(why)
+}
+
+/// After new bytes were committed: sniffs once enough are in, and refuses
+/// the upload if its type is not allowed (`Some(reason)`).
+pub async fn check_type(
+    app: &App,
+    rec: &mut UploadRecord,
+    limits: &Effective,
+) -> Result<Option<String>, StoreError> {
+    sniff_if_due(app, rec).await?;
+    let sniffed = rec.asset.as_ref().and_then(|a| a.sniffed.clone());
+    match sniffed {
+        Some(s) if rec.refused.is_none() && !limits.limits.allows(s.kind) => {
+            let why = refuse(app, rec.clone(), s, limits).await?;
+            if let Some(r) = app.store.get(rec.id)? {
+                *rec = r;
+            }
+            Ok(Some(why))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Sniffs the asset's type once enough bytes are stored: one read of the
+/// first 8 KiB, once per upload. The caller holds the upload's lock.
+pub async fn sniff_if_due(app: &App, rec: &mut UploadRecord) -> Result<(), StoreError> {
+    let due = rec.asset.as_ref().is_some_and(|a| a.sniffed.is_none())
+        && (rec.offset.0 >= SNIFF_BYTES || rec.is_complete());
+    if !due {
+        return Ok(());
+    }
+    let prefix = read_prefix(app, rec.id, rec.offset.0.min(SNIFF_BYTES) as usize).await?;
     if let Some(asset) = rec.asset.as_mut() {
         asset.sniffed = Some(sniff::sniff(&prefix));
     }
@@ -44,7 +139,10 @@ pub async fn start(app: &Arc<App>, rec: &UploadRecord) -> Result<(), StoreError>
     if rec.asset.as_ref().is_none_or(|a| a.state != AssetState::PendingUpload) {
         return Ok(());
     }
-    sniff_if_due(app, &mut rec).await?;
+    let limits = crate::limits::for_upload(app, &rec);
+    if check_type(app, &mut rec, &limits).await?.is_some() {
+        return Ok(()); // refused: failed, nothing to process
+    }
     if let Some(asset) = rec.asset.as_mut()
         && asset.transition(AssetState::Processing).is_ok()
     {
@@ -63,14 +161,16 @@ async fn run(app: Arc<App>, id: Uuid) {
     let Ok(Some(rec)) = app.store.get(id) else { return };
     let Some(sniffed) = rec.asset.as_ref().and_then(|a| a.sniffed.clone()) else { return };
 
-    let outcome = match &app.cfg.allowed_types {
-        Some(allowed) if !allowed.contains(&sniffed.kind) => Err(ProbeError {
+    let limits = crate::limits::for_upload(&app, &rec);
+    let outcome = match &limits.limits.allowed_types {
+        // The policy changed after the type was checked at the first bytes.
+        Some(_) if !limits.limits.allows(sniffed.kind) => Err(ProbeError {
             code: "type_not_allowed",
             message: format!(
-                "this server accepts only {} uploads; these bytes are {} ({})",
-                allowed.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", "),
+                "these bytes are {} ({}), which is not accepted here (accepted: {})",
                 sniffed.kind.as_str(),
-                sniffed.content_type
+                sniffed.content_type,
+                limits.limits.types_list()
             ),
         }),
         _ => {
@@ -96,12 +196,25 @@ async fn run(app: Arc<App>, id: Uuid) {
         if asset.state != AssetState::Processing {
             return Ok(());
         }
+        let too_long = outcome.as_ref().ok().and_then(|p| {
+            let secs: f64 = p.duration_seconds.as_deref()?.parse().ok()?;
+            let max = limits.limits.max_duration?;
+            (secs > max as f64)
+                .then(|| format!("the media lasts {secs} seconds, more than the limit of {max} seconds"))
+        });
         match &outcome {
             Ok(p) => {
                 asset.duration_seconds = p.duration_seconds.clone();
                 asset.width = p.width;
                 asset.height = p.height;
-                let _ = asset.transition(AssetState::Ready);
+                match &too_long {
+                    Some(why) => {
+                        let _ = asset.fail("duration_exceeded", why.clone());
+                    }
+                    None => {
+                        let _ = asset.transition(AssetState::Ready);
+                    }
+                }
             }
             Err(e) => {
                 let _ = asset.fail(e.code, e.message.clone());
@@ -109,7 +222,11 @@ async fn run(app: Arc<App>, id: Uuid) {
         }
         app.store.put(&rec)?;
         app.store.flush().await?;
-        let kind = if outcome.is_ok() { crate::events::Kind::Ready } else { crate::events::Kind::Failed };
+        let kind = if outcome.is_ok() && too_long.is_none() {
+            crate::events::Kind::Ready
+        } else {
+            crate::events::Kind::Failed
+        };
         app.events.emit(kind, &rec);
         Ok::<_, StoreError>(())
     }

@@ -47,6 +47,30 @@ impl AssetType {
     pub fn parse(s: &str) -> Option<Self> {
         AssetType::ALL.into_iter().find(|t| t.as_str() == s)
     }
+
+    /// The type a client-declared media type (tus `filetype`, a
+    /// `Content-Type`) names, if it names one: the formats tusk recognises,
+    /// then the `image/`, `audio/` and `video/` families. Generic types
+    /// (`application/octet-stream`, empty) name none: only the bytes can tell.
+    pub fn of_media_type(media_type: &str) -> Option<Self> {
+        let mt = media_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        if mt.is_empty()
+            || mt == "application/octet-stream"
+            || mt.starts_with("application/partial-upload")
+            || mt == "application/offset+octet-stream"
+        {
+            return None;
+        }
+        if let Some(&(t, _, _)) = recognised().iter().find(|(_, _, ct)| ct.eq_ignore_ascii_case(&mt)) {
+            return Some(t);
+        }
+        match mt.split('/').next() {
+            Some("image") => Some(AssetType::Image),
+            Some("audio") => Some(AssetType::Audio),
+            Some("video") => Some(AssetType::Video),
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Display for AssetType {

@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use uuid::Uuid;
 
 use crate::app::App;
-use crate::auth::Caller;
+use crate::auth::{Caller, Grant};
 use crate::digest::Algorithm;
 use crate::http::{Response, empty, header_str, media_type, set};
 use crate::store::append::{AppendPlan, BodyEnd, stage};
@@ -102,6 +102,22 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response {
         },
     };
     let method = req.method().clone();
+    let allowed = matches!(
+        (&caller.grant, &method, target),
+        (Grant::Key, _, _)
+            | (_, &Method::HEAD | &Method::PATCH | &Method::DELETE, Some(_))
+            | (Grant::Token(_), &Method::POST, None)
+    );
+    if !allowed {
+        let mut resp = Problem::from(crate::limits::Refusal::Forbidden(
+            "an upload URL allows only HEAD, PATCH and DELETE of its upload; an upload token also creating uploads"
+                .into(),
+        ))
+        .into_response();
+        resp.headers_mut()
+            .insert(HeaderName::from_static(INTEROP_HEADER), HeaderValue::from_static(v.number()));
+        return resp;
+    }
     let result = match (&method, target) {
         (&Method::POST, None) => create(&app, &caller, v, req).await,
         (&Method::HEAD, Some(id)) => offset(&app, &caller, v, id, req.headers()).await,
@@ -151,14 +167,17 @@ fn body_length(h: &HeaderMap) -> Result<Option<u64>, Problem> {
 /// interrupts the request holding it, which only its own project may cause.
 fn check_owner(app: &App, caller: &Caller, id: Uuid) -> Result<(), Problem> {
     match app.store.owner(id)? {
-        Some(p) if p == caller.project_id => Ok(()),
+        Some(owner) if caller.may_use(id, &owner) => Ok(()),
         _ => Err(Problem::not_found()),
     }
 }
 
 fn find(app: &App, caller: &Caller, id: Uuid) -> Result<UploadRecord, Problem> {
     match app.store.get(id)? {
-        Some(rec) if rec.project_id == caller.project_id && !rec.is_final() => Ok(rec),
+        Some(rec) if caller.may_use(id, &rec.owner()) && !rec.is_final() => match &rec.refused {
+            Some(why) => Err(Problem::from(crate::limits::Refusal::TypeNotAllowed(why.clone()))),
+            None => Ok(rec),
+        },
         _ => Err(Problem::not_found()),
     }
 }
@@ -211,25 +230,32 @@ async fn create(
         (None, true, Some(cl)) => Some(cl),
         _ => None,
     };
-    if let (Some(n), Some(max)) = (length, app.cfg.max_size)
-        && n > max
-    {
-        return Err(Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "upload too large",
-            format!("the upload is {n} bytes, more than this server's limit of {max} bytes"),
-        ));
-    }
     let digest = content_digest(h)?;
     let metadata = metadata_from_headers(h)?;
-    let asset = crate::tus::post_asset(metadata.as_ref().map(|m| &m.1))
+    let mut asset = crate::tus::post_asset(metadata.as_ref().map(|m| &m.1))
         .map_err(|e| Problem::bad_request(e.message))?;
+    // The draft's creation body is the representation: its Content-Type
+    // (unless it names the upload protocol) is the file's type.
+    let content_type = crate::http::media_type(h).filter(|t| t != PARTIAL_UPLOAD);
+    let declared =
+        content_type.as_deref().or_else(|| metadata.as_ref().and_then(|m| crate::tus::declared_type(&m.1)));
+    let creation = crate::limits::Creation {
+        length,
+        declared_type: declared,
+        partial: false,
+        requested: Default::default(),
+    };
+    let admitted = crate::limits::admit(app, caller, &creation)?;
+    asset.metadata.extend(admitted.metadata);
 
     let id = Uuid::now_v7();
     let mut rec = UploadRecord::new(id, caller.project_id, length, metadata.map(|m| m.0), Concat::None);
     rec.asset = Some(asset);
+    rec.limits = admitted.limits;
+    rec.token_id = admitted.token_id;
     rec.awaiting_completion = true;
     app.store.put(&rec)?;
+    app.usage.created(&rec, true);
     app.store.index_asset(caller.project_id, id)?;
     app.events.emit(crate::events::Kind::Created, &rec);
     let location = crate::tus::absolute_upload_url(app, h, &parts.uri, id);
@@ -380,7 +406,8 @@ async fn write(
     lock: &crate::lock::UploadLock,
 ) -> Result<UploadRecord, Problem> {
     let start = rec.offset.0;
-    let room = match (rec.length, app.cfg.max_size) {
+    let limits = crate::limits::for_upload(app, &rec);
+    let room = match (rec.length, limits.limits.max_size) {
         (Some(len), _) => len - start,
         (None, Some(max)) => max.saturating_sub(start),
         (None, None) => i64::MAX as u64 - start,
@@ -399,8 +426,17 @@ async fn write(
         read_timeout: app.cfg.read_timeout,
         progress: Some(app.events.clone()),
         min_free_space: app.cfg.min_free_space,
+        budget: app.usage.budget(rec.project_id, limits.quota),
+        sniff: crate::asset::process::sniff_gate(app, &rec, &limits).await?,
     };
     let mut staged = stage(app.store.clone(), rec, body, plan, lock.cancelled()).await?;
+    if staged.end == BodyEnd::TypeRefused {
+        let prefix = staged.sniffed_prefix.take().unwrap_or_default();
+        let rec = staged.discard().await?;
+        let why =
+            crate::asset::process::refuse(app, rec, crate::asset::sniff::sniff(&prefix), &limits).await?;
+        return Err(Problem::from(crate::limits::Refusal::TypeNotAllowed(why)));
+    }
     if let Some((alg, expected)) = digest {
         if staged.end != BodyEnd::Finished {
             staged.discard().await?;
@@ -415,11 +451,20 @@ async fn write(
     }
     let end = staged.end.clone();
     let mut rec = staged.commit().await?;
-    if rec.offset.0 > start {
-        crate::lifecycle::after_commit(app, &mut rec).await?;
+    if rec.offset.0 > start
+        && let Some(why) = crate::lifecycle::after_commit(app, &mut rec, &limits).await?
+    {
+        return Err(Problem::from(crate::limits::Refusal::TypeNotAllowed(why)));
     }
     match end {
         BodyEnd::Finished => {}
+        BodyEnd::QuotaReached => {
+            let used = app.usage.project(rec.project_id).bytes();
+            let message = crate::limits::quota_message(app, &limits, used, None);
+            return Err(
+                Problem::from(crate::limits::Refusal::QuotaExceeded(message)).with_offset(rec.offset.0)
+            );
+        }
         BodyEnd::OverLimit => {
             return Err(Problem::inconsistent_length("the body runs past the upload's length".to_string())
                 .with_offset(rec.offset.0));

@@ -109,6 +109,23 @@ impl Problem {
     }
 }
 
+impl From<crate::limits::Refusal> for Problem {
+    fn from(r: crate::limits::Refusal) -> Self {
+        use crate::limits::Refusal;
+        let title = match &r {
+            Refusal::TooLarge(_) => "upload too large",
+            Refusal::TypeNotAllowed(_) => "type not allowed",
+            Refusal::QuotaExceeded(_) => "quota exceeded",
+            Refusal::UploadsUsedUp(_) => "upload limit reached",
+            Refusal::Forbidden(_) => "forbidden",
+        };
+        let mut p = Problem::new(r.status(), title, r.message());
+        // The same code as the tus answer, for clients that speak both.
+        p.members.insert("code".into(), Value::String(r.tus_code().into()));
+        p
+    }
+}
+
 impl From<StoreError> for Problem {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "storage failure");

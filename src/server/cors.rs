@@ -17,7 +17,7 @@ use crate::config::{Config, CorsOrigins};
 use crate::http::{Response, is_loopback_host};
 
 const ALLOW_METHODS: &str = "POST, HEAD, PATCH, OPTIONS, GET, DELETE, PUT";
-const ALLOW_HEADERS: &str = "Authorization, Origin, X-Requested-With, X-Request-ID, X-HTTP-Method-Override, \
+const ALLOW_HEADERS: &str = "Authorization, X-Api-Key, Origin, X-Requested-With, X-Request-ID, X-HTTP-Method-Override, \
 Content-Type, Content-Disposition, Upload-Length, Upload-Offset, Tus-Resumable, Upload-Metadata, \
 Upload-Defer-Length, Upload-Concat, Upload-Checksum, Upload-Incomplete, Upload-Complete, \
 Upload-Draft-Interop-Version, Content-Digest, Repr-Digest, Want-Repr-Digest, Want-Content-Digest, \

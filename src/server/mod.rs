@@ -22,10 +22,13 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::signing::Signer;
-use crate::app::App;
+use crate::app::{App, Parts};
 use crate::auth::Keys;
 use crate::config::{Config, CorsOrigins};
+use crate::projects::Projects;
 use crate::store::Store;
+use crate::tokens::Tokens;
+use crate::usage::Usage;
 use clients::ClientLimit;
 
 /// How long shutdown waits for open connections to answer their last request.
@@ -36,13 +39,23 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> io::Result<()> {
     // Every upload id made from here on is newer than this (UUIDv7).
     let started = crate::store::Timestamp::now();
     let data_dir = cfg.data_dir.clone();
-    let store = tokio::task::spawn_blocking(move || -> Result<Store, String> {
-        let store = Store::open(&data_dir).map_err(|e| format!("cannot open {}: {e}", data_dir.display()))?;
-        let fixed = store.reconcile().map_err(|e| e.to_string())?;
-        if fixed > 0 {
-            tracing::warn!(uploads = fixed, "wound back uploads whose files were shorter than their offsets");
+    let usage = Arc::new(Usage::default());
+    let store = tokio::task::spawn_blocking({
+        let usage = usage.clone();
+        move || -> Result<Store, String> {
+            let store =
+                Store::open(&data_dir).map_err(|e| format!("cannot open {}: {e}", data_dir.display()))?;
+            // One pass: offsets checked against the files, and each project's
+            // usage counted from the (now true) offsets.
+            let fixed = store.reconcile(|rec| usage.count(rec)).map_err(|e| e.to_string())?;
+            if fixed > 0 {
+                tracing::warn!(
+                    uploads = fixed,
+                    "wound back uploads whose files were shorter than their offsets"
+                );
+            }
+            Ok(store)
         }
-        Ok(store)
     })
     .await
     .map_err(io::Error::other)?
@@ -81,12 +94,22 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> io::Result<()> {
         );
     }
     let signer = Signer::load_or_create(&cfg.data_dir)?;
+    let tokens = Arc::new(Tokens::open(&cfg.data_dir)?);
+    let projects = Arc::new(Projects::open(&cfg.data_dir)?);
 
     let listener = listen(cfg.listen)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", cfg.listen)))?;
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
-    let app = App::new(cfg, Arc::new(store), keys.clone(), signer, shutdown.clone());
+    let parts = Parts {
+        store: Arc::new(store),
+        keys: keys.clone(),
+        tokens: tokens.clone(),
+        projects: projects.clone(),
+        usage: usage.clone(),
+        signer,
+    };
+    let app = App::new(cfg, parts, shutdown.clone());
 
     tokio::spawn(crate::expiry::run(app.clone()));
     // In the background: it reads every shard folder.
@@ -99,6 +122,8 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> io::Result<()> {
         }
     });
     tokio::spawn(keys.watch(shutdown.clone()));
+    tokio::spawn(tokens.watch(shutdown.clone()));
+    tokio::spawn(projects.watch(usage, shutdown.clone()));
     tokio::spawn({
         let app = app.clone();
         async move { crate::asset::process::resume_all(&app).await }

@@ -34,6 +34,7 @@ use super::block::{ALIGN, BLOCK_SIZE, Block, Blocks};
 use super::{Offset, Result, Store, StoreError, Timestamp, UploadRecord};
 use crate::digest::{Algorithm, ChunkHasher, Sha256Stream};
 use crate::events::Events;
+use crate::usage::Budget;
 
 /// Sync and record progress at least this often while a long body streams.
 const CHECKPOINT_BYTES: u64 = 64 << 20;
@@ -58,6 +59,34 @@ pub struct AppendPlan {
     pub progress: Option<Arc<Events>>,
     /// Stop (keeping what arrived) when the file system has fewer bytes free (0: never).
     pub min_free_space: u64,
+    /// The project's bytes: every byte is counted as it arrives, and the
+    /// body stops (keeping what fit) at the project's quota.
+    pub budget: Budget,
+    /// Refuse the body as soon as the upload's first bytes show a type that
+    /// is not allowed.
+    pub sniff: Option<SniffGate>,
+}
+
+/// Watches an upload's first bytes as they arrive.
+pub struct SniffGate {
+    /// The upload's bytes before this request's.
+    pub prefix: Vec<u8>,
+    /// How many leading bytes decide: the sniff window, or the whole upload if shorter.
+    pub want: usize,
+    /// True if these leading bytes must be refused.
+    pub refuse: RefuseFn,
+}
+
+/// Decides on an upload's leading bytes: true to refuse them.
+pub type RefuseFn = Box<dyn Fn(&[u8]) -> bool + Send + Sync>;
+
+impl SniffGate {
+    /// Takes the next bytes; `Some(refused)` once enough have arrived to decide.
+    fn feed(&mut self, data: &[u8]) -> Option<bool> {
+        let need = self.want.saturating_sub(self.prefix.len());
+        self.prefix.extend_from_slice(&data[..need.min(data.len())]);
+        (self.prefix.len() >= self.want).then(|| (self.refuse)(&self.prefix))
+    }
 }
 
 /// Why the body stopped.
@@ -76,6 +105,11 @@ pub enum BodyEnd {
     /// The file system fell below the free space kept in reserve; what
     /// arrived before was kept.
     ReserveReached { free: u64 },
+    /// The project's quota is full; the bytes that fit were kept.
+    QuotaReached,
+    /// The first bytes are of a type that is not allowed ([`SniffGate`]);
+    /// `Staged::sniffed_prefix` holds them.
+    TypeRefused,
     /// Writing to disk failed.
     StorageFailed(StorageFailure),
 }
@@ -110,6 +144,9 @@ pub struct Staged {
     file: Option<File>,
     pub end: BodyEnd,
     pub trailers: Option<HeaderMap>,
+    /// The upload's leading bytes as the sniff gate saw them.
+    pub sniffed_prefix: Option<Vec<u8>>,
+    budget: Budget,
 }
 
 /// Streams `body` into the upload's file from its committed offset.
@@ -125,6 +162,8 @@ where
     B::Error: std::fmt::Display,
 {
     let checkpoints = !plan.verify_before_commit;
+    let mut budget = plan.budget;
+    let mut gate = plan.sniff.filter(|g| g.want > g.prefix.len());
     let mut app = Appender::new(store, record, plan.checksum, plan.progress);
     let mut body = pin!(body);
     let mut received = 0u64;
@@ -173,13 +212,29 @@ where
                         break;
                     }
                 }
+                let granted = budget.take(data.len() as u64) as usize;
+                let quota_full = granted < data.len();
+                let data = &data[..granted];
                 received += data.len() as u64;
                 if let Err(e) = app.push(data).await {
                     end = BodyEnd::StorageFailed(e.into());
                     break;
                 }
+                if let Some(g) = &mut gate
+                    && let Some(refused) = g.feed(data)
+                {
+                    if refused {
+                        end = BodyEnd::TypeRefused;
+                        break;
+                    }
+                    gate = None;
+                }
                 if over {
                     end = BodyEnd::OverLimit;
+                    break;
+                }
+                if quota_full {
+                    end = BodyEnd::QuotaReached;
                     break;
                 }
                 if checkpoints
@@ -199,6 +254,7 @@ where
         }
     }
 
+    let end_refused = end == BodyEnd::TypeRefused;
     let mut done = app.finish().await;
     let written = match done.error.take() {
         None => done.written,
@@ -229,6 +285,11 @@ where
         file: done.file,
         end,
         trailers,
+        sniffed_prefix: match (end_refused, gate) {
+            (true, Some(g)) => Some(g.prefix),
+            _ => None,
+        },
+        budget,
     })
 }
 
@@ -736,30 +797,38 @@ impl Staged {
     }
 
     /// Records the new offset and digest state; `stage` already synced the bytes.
-    pub async fn commit(self) -> Result<UploadRecord> {
-        let Staged { store, mut record, start, written, sha256_after, .. } = self;
-        let end = start + written;
-        if record.offset.0 == end {
-            return Ok(record); // nothing new, or the last checkpoint covered it
+    pub async fn commit(mut self) -> Result<UploadRecord> {
+        let end = self.start + self.written;
+        if self.record.offset.0 == end {
+            return Ok(self.record.clone()); // nothing new, or the last checkpoint covered it
         }
+        let mut record = self.record.clone();
         record.offset = Offset(end);
-        record.sha256 = sha256_after;
+        record.sha256 = self.sha256_after.clone();
         record.updated_at = Timestamp::now();
-        store.put(&record)?;
-        store.flush().await?;
-        Ok(record)
+        self.store.put(&record)?;
+        self.store.flush().await?;
+        self.record = record;
+        Ok(self.record.clone())
     }
 
     /// Cuts the staged bytes off; the committed offset does not move.
-    pub async fn discard(self) -> Result<UploadRecord> {
-        let Staged { record, file, .. } = self;
-        if let Some(file) = file {
-            let offset = record.offset.0;
+    pub async fn discard(mut self) -> Result<UploadRecord> {
+        if let Some(file) = self.file.take() {
+            let offset = self.record.offset.0;
             tokio::task::spawn_blocking(move || file.set_len(offset))
                 .await
                 .map_err(|e| StoreError::Io(io::Error::other(e.to_string())))??;
         }
-        Ok(record)
+        Ok(self.record.clone())
+    }
+}
+
+impl Drop for Staged {
+    /// The project's usage keeps what this request committed and gives
+    /// back the rest it counted.
+    fn drop(&mut self) {
+        self.budget.settle(self.record.offset.0.saturating_sub(self.start));
     }
 }
 

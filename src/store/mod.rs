@@ -23,7 +23,9 @@ use std::sync::{Arc, Mutex};
 
 use uuid::Uuid;
 
-pub use record::{Concat, GoneReason, Offset, Owner, Timestamp, Tombstone, UploadRecord, UploadStatus};
+pub use record::{
+    Concat, GoneReason, Offset, Owner, Timestamp, Tombstone, UploadLimits, UploadRecord, UploadStatus,
+};
 
 #[derive(Debug)]
 pub enum StoreError {
@@ -72,6 +74,8 @@ pub struct Store {
     /// `project id ++ upload id` for every asset: lists a project's assets
     /// newest first (UUIDv7 ids sort by creation time).
     project_assets: sled::Tree,
+    /// Uploads made per upload token (big-endian u64), for `max_uploads`.
+    token_uses: sled::Tree,
     /// Final uploads waiting for partial uploads to finish (concatenation-unfinished).
     waiting_finals: sled::Tree,
     /// `part id ++ final id` for every waiting final: a completing part
@@ -149,6 +153,7 @@ impl Store {
             waiting_finals: db.open_tree("waiting_finals")?,
             finals_by_part: db.open_tree("finals_by_part")?,
             project_assets: db.open_tree("project_assets")?,
+            token_uses: db.open_tree("token_uses")?,
             touched: Mutex::default(),
             db,
             files_dir,
@@ -211,15 +216,36 @@ impl Store {
 
     /// The project owning an upload, if it exists: checked before its lock is
     /// taken, since taking it interrupts whoever holds it.
-    pub fn owner(&self, id: Uuid) -> Result<Option<Uuid>> {
+    pub fn owner(&self, id: Uuid) -> Result<Option<Owner>> {
         match self.uploads.get(id.as_bytes())? {
-            Some(v) => Ok(Some(
-                serde_json::from_slice::<Owner>(&v)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?
-                    .project_id,
-            )),
+            Some(v) => {
+                Ok(Some(serde_json::from_slice::<Owner>(&v).map_err(|e| StoreError::Corrupt(e.to_string()))?))
+            }
             None => Ok(None),
         }
+    }
+
+    /// Counts one upload made with an upload token allowing `max`; false
+    /// (nothing counted) once all are used. Durable with the next flush,
+    /// which the creation's answer waits for.
+    pub fn take_token_use(&self, token_id: &str, max: u64) -> Result<bool> {
+        let mut taken = false;
+        self.token_uses.fetch_and_update(token_id.as_bytes(), |old| {
+            let used = old.and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).unwrap_or(0);
+            taken = used < max;
+            Some(if taken { (used + 1).to_be_bytes().to_vec() } else { used.to_be_bytes().to_vec() })
+        })?;
+        Ok(taken)
+    }
+
+    /// How many uploads a token has made.
+    pub fn token_uses(&self, token_id: &str) -> Result<u64> {
+        Ok(self
+            .token_uses
+            .get(token_id.as_bytes())?
+            .and_then(|b| b.as_ref().try_into().ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0))
     }
 
     /// Stores the record in memory; durable after the next `flush`.
@@ -479,37 +505,46 @@ impl Store {
     /// Start-up check: an unfinished upload whose file is shorter than its
     /// recorded offset (a disk that lost synced data, or a file removed by
     /// hand) is wound back to what is really there, re-hashing the prefix.
-    pub fn reconcile(&self) -> Result<usize> {
+    pub fn reconcile(&self, mut each: impl FnMut(&UploadRecord)) -> Result<usize> {
         let mut fixed = 0;
         for rec in self.records() {
             let mut rec = rec?;
-            if rec.is_complete() && !rec.is_final() && rec.length != Some(0) {
-                continue;
-            }
-            if !rec.is_complete() {
-                self.touch(rec.updated_at, rec.id);
-            }
-            let len = match fs::metadata(self.file_path(rec.id)) {
-                Ok(m) => m.len(),
-                // No bytes yet (files are made with the first byte), or a
-                // final upload not assembled yet.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    if rec.is_final() {
-                        continue;
-                    }
-                    0
-                }
-                Err(e) => return Err(e.into()),
-            };
-            if len < rec.offset.0 {
-                self.wind_back(&mut rec, len)?;
+            if self.reconcile_one(&mut rec)? {
                 fixed += 1;
             }
+            each(&rec);
         }
         if fixed > 0 {
             self.flush_blocking()?;
         }
         Ok(fixed)
+    }
+
+    /// `reconcile` for one record; true if it was wound back.
+    fn reconcile_one(&self, rec: &mut UploadRecord) -> Result<bool> {
+        if rec.is_complete() && !rec.is_final() && rec.length != Some(0) {
+            return Ok(false);
+        }
+        if !rec.is_complete() {
+            self.touch(rec.updated_at, rec.id);
+        }
+        let len = match fs::metadata(self.file_path(rec.id)) {
+            Ok(m) => m.len(),
+            // No bytes yet (files are made with the first byte), or a
+            // final upload not assembled yet.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if rec.is_final() {
+                    return Ok(false);
+                }
+                0
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if len < rec.offset.0 {
+            self.wind_back(rec, len)?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     /// Records `len` as the upload's offset, re-hashing its first `len` bytes

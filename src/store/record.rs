@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::asset::AssetInfo;
+use crate::asset::AssetType;
 use crate::digest::Sha256Stream;
 
 /// A byte position in an upload. The stored offset only ever counts bytes that
@@ -54,6 +55,56 @@ impl From<SystemTime> for Timestamp {
     }
 }
 
+/// Limits kept with an upload (those of the credential or request that made it).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<u64>,
+    /// `None`: any type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_types: Option<Vec<AssetType>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_duration: Option<u64>,
+}
+
+impl UploadLimits {
+    pub fn is_empty(&self) -> bool {
+        *self == UploadLimits::default()
+    }
+
+    /// Both sets of limits at once.
+    pub fn and(&self, other: &UploadLimits) -> UploadLimits {
+        UploadLimits {
+            max_size: min(self.max_size, other.max_size),
+            allowed_types: match (&self.allowed_types, &other.allowed_types) {
+                (Some(a), Some(b)) => Some(a.iter().filter(|t| b.contains(t)).copied().collect()),
+                (a, b) => a.clone().or_else(|| b.clone()),
+            },
+            max_duration: min(self.max_duration, other.max_duration),
+        }
+    }
+
+    pub fn allows(&self, kind: AssetType) -> bool {
+        self.allowed_types.as_ref().is_none_or(|t| t.contains(&kind))
+    }
+
+    /// "image, video" for messages.
+    pub fn types_list(&self) -> String {
+        match &self.allowed_types {
+            None => "any type".into(),
+            Some(t) if t.is_empty() => "no type".into(),
+            Some(t) => t.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", "),
+        }
+    }
+}
+
+fn min(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// The concatenation role of an upload.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
@@ -93,6 +144,20 @@ pub struct UploadRecord {
     /// What the bytes are. `None` for partial uploads, which are not assets.
     #[serde(default)]
     pub asset: Option<AssetInfo>,
+    /// Limits it was created with (an upload token's, or `POST /v1/assets` fields).
+    #[serde(default, skip_serializing_if = "UploadLimits::is_empty")]
+    pub limits: UploadLimits,
+    /// How long its signed upload URL lasts each time the asset is read
+    /// (`expires_in` of `POST /v1/assets`); `--upload-url-ttl` if unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_ttl_secs: Option<u64>,
+    /// The upload token that created it: only that token may continue it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<String>,
+    /// Why its bytes were refused and removed (a type not allowed); every
+    /// later request is answered with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 impl UploadRecord {
@@ -108,6 +173,10 @@ impl UploadRecord {
             id,
             project_id,
             asset: None,
+            limits: UploadLimits::default(),
+            token_id: None,
+            url_ttl_secs: None,
+            refused: None,
             awaiting_completion: false,
             length,
             offset: Offset(0),
@@ -132,9 +201,10 @@ impl UploadRecord {
         matches!(self.concat, Concat::Partial)
     }
 
-    /// When an unfinished upload will be swept; `None` once complete.
+    /// When an unfinished upload will be swept; `None` once complete (or
+    /// refused: its failed asset stays).
     pub fn expires_at(&self, expire_after: Duration) -> Option<Timestamp> {
-        (!self.is_complete()).then(|| self.updated_at.plus(expire_after))
+        (!self.is_complete() && self.refused.is_none()).then(|| self.updated_at.plus(expire_after))
     }
 }
 
@@ -160,13 +230,27 @@ pub struct UploadStatus {
     pub updated_at: Timestamp,
     #[serde(default)]
     pub awaiting_completion: bool,
+    #[serde(default)]
+    pub token_id: Option<String>,
+    #[serde(default)]
+    pub refused: Option<String>,
 }
 
 impl UploadStatus {
     /// As [`UploadRecord::expires_at`].
     pub fn expires_at(&self, expire_after: Duration) -> Option<Timestamp> {
         let done = complete(&self.concat, self.length, self.offset, self.awaiting_completion);
-        (!done).then(|| self.updated_at.plus(expire_after))
+        (!done && self.refused.is_none()).then(|| self.updated_at.plus(expire_after))
+    }
+
+    pub fn owner(&self) -> Owner {
+        Owner { project_id: self.project_id, token_id: self.token_id.clone() }
+    }
+}
+
+impl UploadRecord {
+    pub fn owner(&self) -> Owner {
+        Owner { project_id: self.project_id, token_id: self.token_id.clone() }
     }
 }
 
@@ -189,10 +273,13 @@ pub struct Tombstone {
 }
 
 /// Only the owner of a stored upload, decoded without the rest.
-#[derive(Clone, Copy, Debug, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 pub struct Owner {
     #[serde(default)]
     pub project_id: Uuid,
+    /// The upload token that created it, if one did.
+    #[serde(default)]
+    pub token_id: Option<String>,
 }
 
 #[cfg(test)]

@@ -10,7 +10,6 @@ use uuid::Uuid;
 
 use super::error::TusError;
 use super::headers::{self, Metadata, UPLOAD_DEFER_LENGTH, UPLOAD_LENGTH};
-use super::patch::check_max_size;
 use super::{expires_header, find, upload_url};
 use crate::app::App;
 use crate::auth::Caller;
@@ -94,7 +93,7 @@ pub async fn create_final(
     }
     let length = total_length(app, &ids)?;
     match (length, app.cfg.max_size) {
-        (Some(n), _) => check_max_size(app, n)?,
+        (Some(_), _) => {} // checked with every other limit below
         (None, Some(max)) if unknown_length => {
             return Err(TusError::bad_request(
                 "ERR_INVALID_CONCAT",
@@ -110,12 +109,23 @@ pub async fn create_final(
         check_room(app, n)?;
     }
 
-    let asset = super::post::new_asset(metadata.as_ref().map(|m| &m.1))?;
+    let mut asset = super::post::new_asset(metadata.as_ref().map(|m| &m.1))?;
+    let creation = crate::limits::Creation {
+        length,
+        declared_type: metadata.as_ref().and_then(|m| super::post::declared_type(&m.1)),
+        partial: false,
+        requested: Default::default(),
+    };
+    let admitted = crate::limits::admit(app, caller, &creation)?;
+    asset.metadata.extend(admitted.metadata);
     let id = Uuid::now_v7();
     let concat = Concat::Final { parts: ids, header, assembled: false };
     let mut rec = UploadRecord::new(id, caller.project_id, length, metadata.map(|m| m.0), concat);
     rec.asset = Some(asset);
+    rec.limits = admitted.limits;
+    rec.token_id = admitted.token_id;
     app.store.put(&rec)?;
+    app.usage.created(&rec, true);
     app.store.index_asset(caller.project_id, id)?;
     app.events.emit(crate::events::Kind::Created, &rec);
     let _lock = app.locks.lock(id).await?;
@@ -189,6 +199,7 @@ async fn try_assemble(app: &App, rec: &mut UploadRecord) -> Result<bool, TusErro
         _ => StoreError::Io(e).into(),
     })?;
     let total = sha.len();
+    let before = crate::usage::Share::of(rec);
     rec.length = Some(total);
     rec.offset = Offset(total);
     rec.sha256 = sha;
@@ -198,6 +209,7 @@ async fn try_assemble(app: &App, rec: &mut UploadRecord) -> Result<bool, TusErro
     }
     app.store.put(rec)?;
     app.store.remove_waiting_final(rec)?;
+    app.usage.moved(rec.project_id, before, crate::usage::Share::of(rec));
     Ok(true)
 }
 

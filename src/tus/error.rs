@@ -87,6 +87,12 @@ impl From<StoreError> for TusError {
     }
 }
 
+impl From<crate::limits::Refusal> for TusError {
+    fn from(r: crate::limits::Refusal) -> Self {
+        Self::new(r.status(), r.tus_code(), r.message())
+    }
+}
+
 impl From<LockTimeout> for TusError {
     fn from(_: LockTimeout) -> Self {
         TusError::new(

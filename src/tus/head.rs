@@ -21,6 +21,7 @@ pub async fn offset(app: &App, caller: &Caller, id: Uuid, req: &HeaderMap) -> Re
     // that reconnected), so the offset we report includes what it stored.
     let _lock = app.locks.lock(id).await?;
     let rec = find_status(app, caller, id)?;
+    super::check_not_refused(rec.refused.as_ref())?;
 
     let mut resp = http::Response::new(empty());
     *resp.status_mut() = StatusCode::OK;

@@ -19,10 +19,10 @@ use hyper::body::Incoming;
 use uuid::Uuid;
 
 use crate::app::App;
-use crate::auth::Caller;
+use crate::auth::{Caller, Grant};
 use crate::digest::Algorithm;
 use crate::http::{Response, empty, set};
-use crate::store::{Timestamp, UploadRecord, UploadStatus};
+use crate::store::{Owner, Timestamp, UploadRecord, UploadStatus};
 use error::TusError;
 use headers::TUS_VERSION;
 
@@ -61,6 +61,12 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response {
     // `App::route` authenticated the request and left the caller here.
     let caller = req.extensions().get::<Caller>().cloned().expect("authenticated before routing");
 
+    if let Err(e) = check_grant(&caller, &method, &target) {
+        let mut resp = e.into_response(is_head);
+        resp.headers_mut()
+            .insert(HeaderName::from_static("tus-resumable"), HeaderValue::from_static(TUS_VERSION));
+        return resp;
+    }
     let result = match (&method, target) {
         (&Method::OPTIONS, _) => Ok(options(&app)),
         (_, Target::Invalid) => Err(TusError::not_found()),
@@ -104,38 +110,74 @@ pub fn options(app: &App) -> Response {
 }
 
 /// Looks an upload up, telling 410 (expired or terminated) from 404. Another
-/// project's upload is a 404: ids are not confirmed to outsiders.
+/// project's upload, or one the caller's token or URL is not for, is a 404:
+/// ids are not confirmed to outsiders.
 fn find(app: &App, caller: &Caller, id: Uuid) -> Result<UploadRecord, TusError> {
     let rec = app.store.get(id)?;
-    visible(app, caller, id, rec.map(|r| (r.project_id, r)))
+    visible(app, caller, id, rec.map(|r| (r.owner(), r)))
 }
 
 /// As `find`, reading only what HEAD answers from.
 fn find_status(app: &App, caller: &Caller, id: Uuid) -> Result<UploadStatus, TusError> {
     let status = app.store.status(id)?;
-    visible(app, caller, id, status.map(|s| (s.project_id, s)))
+    visible(app, caller, id, status.map(|s| (s.owner(), s)))
 }
 
 /// As `find`, reading only the owner: called before an upload's lock is
 /// taken, because taking it interrupts the request holding it, which only
-/// the upload's own project may cause.
+/// those who may use the upload may cause.
 fn check_owner(app: &App, caller: &Caller, id: Uuid) -> Result<(), TusError> {
     let owner = app.store.owner(id)?;
-    visible(app, caller, id, owner.map(|p| (p, ())))
+    visible(app, caller, id, owner.map(|o| (o, ())))
 }
 
-/// The upload if the caller's project owns it; 404 for another project's
-/// (removed or not), 410 for one of its own that was removed.
-fn visible<T>(app: &App, caller: &Caller, id: Uuid, found: Option<(Uuid, T)>) -> Result<T, TusError> {
-    if let Some((project_id, found)) = found {
-        if project_id != caller.project_id {
+/// The upload if the caller may use it; 404 for anyone else's (removed or
+/// not), 410 for one of its own that was removed.
+fn visible<T>(app: &App, caller: &Caller, id: Uuid, found: Option<(Owner, T)>) -> Result<T, TusError> {
+    if let Some((owner, found)) = found {
+        if !caller.may_use(id, &owner) {
             return Err(TusError::not_found());
         }
         return Ok(found);
     }
+    let gone_to_caller = |stone: &crate::store::Tombstone| {
+        stone.project_id == Some(caller.project_id)
+            && match &caller.grant {
+                Grant::Key => true,
+                Grant::Upload(u) => *u == id,
+                Grant::Token(_) => false, // tombstones do not say which token
+            }
+    };
     match app.store.tombstone(id)? {
-        Some(stone) if stone.project_id == Some(caller.project_id) => Err(TusError::gone(stone.reason)),
+        Some(stone) if gone_to_caller(&stone) => Err(TusError::gone(stone.reason)),
         _ => Err(TusError::not_found()),
+    }
+}
+
+/// An upload whose bytes were refused (a type not allowed) answers every
+/// request with why, until it is deleted.
+fn check_not_refused(refused: Option<&String>) -> Result<(), TusError> {
+    match refused {
+        Some(why) => {
+            Err(TusError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "ERR_TYPE_NOT_ALLOWED", why.clone()))
+        }
+        None => Ok(()),
+    }
+}
+
+/// What a scoped credential may not do here: 403 before anything is read.
+fn check_grant(caller: &Caller, method: &Method, target: &Target) -> Result<(), TusError> {
+    let forbidden = |m: &str| TusError::new(StatusCode::FORBIDDEN, "ERR_FORBIDDEN", m.to_string());
+    match (&caller.grant, method, target) {
+        (Grant::Key, _, _) => Ok(()),
+        (_, &Method::HEAD | &Method::PATCH | &Method::DELETE, Target::Upload(_)) => Ok(()),
+        (Grant::Token(_), &Method::POST, Target::Collection) => Ok(()),
+        (Grant::Upload(_), _, _) => {
+            Err(forbidden("an upload URL allows only HEAD, PATCH and DELETE of its own upload"))
+        }
+        (Grant::Token(_), _, _) => Err(forbidden(
+            "an upload token allows only creating uploads (POST) and HEAD, PATCH and DELETE of its own uploads",
+        )),
     }
 }
 
@@ -149,6 +191,11 @@ fn expires_header(expires_at: Option<Timestamp>, headers: &mut http::HeaderMap) 
 /// The asset a creation request makes (shared with the IETF draft).
 pub fn post_asset(metadata: Option<&headers::Metadata>) -> Result<crate::asset::AssetInfo, TusError> {
     post::new_asset(metadata)
+}
+
+/// The file's media type a tus creation declares in its metadata.
+pub fn declared_type(m: &headers::Metadata) -> Option<&str> {
+    post::declared_type(m)
 }
 
 pub fn absolute_upload_url(app: &App, req_headers: &http::HeaderMap, uri: &http::Uri, id: Uuid) -> String {

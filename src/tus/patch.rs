@@ -42,6 +42,7 @@ pub async fn append(
     check_owner(app, caller, id)?;
     let lock = app.locks.lock(id).await?;
     let rec = find(app, caller, id)?;
+    super::check_not_refused(rec.refused.as_ref())?;
     // Bytes removed from under the server are noticed before new ones go after them.
     let mut rec = app.store.verify_offset(rec).await?;
     if rec.is_final() {
@@ -79,7 +80,7 @@ pub async fn append(
                     )
                     .with_offset(rec.offset));
                 }
-                check_max_size(app, n)?;
+                check_upload_size(app, &rec, n)?;
                 rec.length = Some(n);
                 app.store.put(&rec)?;
                 app.store.flush().await?;
@@ -120,6 +121,18 @@ pub(super) fn check_max_size(app: &App, length: u64) -> Result<(), TusError> {
     }
 }
 
+/// A length declared later (creation-defer-length) against every limit of the upload.
+fn check_upload_size(app: &App, rec: &UploadRecord, length: u64) -> Result<(), TusError> {
+    check_max_size(app, length)?;
+    match crate::limits::for_upload(app, rec).limits.max_size {
+        Some(max) if length > max => Err(TusError::too_large(format!(
+            "the upload is {length} bytes, more than the limit of {max} bytes"
+        ))
+        .with_offset(rec.offset)),
+        _ => Ok(()),
+    }
+}
+
 /// Streams the request body into the upload (PATCH, and POST with
 /// creation-with-upload), verifies a checksum if one was sent, and commits.
 /// Errors carry the offset the upload is at afterwards.
@@ -132,7 +145,8 @@ pub(super) async fn append_body(
     lock: &UploadLock,
 ) -> Result<UploadRecord, TusError> {
     let offset = rec.offset;
-    let room = match (rec.length, app.cfg.max_size) {
+    let limits = crate::limits::for_upload(app, &rec);
+    let room = match (rec.length, limits.limits.max_size) {
         (Some(len), _) => len - offset.0,
         (None, Some(max)) => max.saturating_sub(offset.0),
         (None, None) => i64::MAX as u64 - offset.0,
@@ -144,7 +158,7 @@ pub(super) async fn append_body(
             Some(len) => {
                 format!("{cl} more bytes at offset {offset} would exceed the upload's length of {len} bytes")
             }
-            None => format!("{cl} more bytes at offset {offset} would exceed this server's size limit"),
+            None => format!("{cl} more bytes at offset {offset} would exceed the upload's size limit"),
         };
         return Err(TusError::too_large(msg).with_offset(offset));
     }
@@ -156,8 +170,17 @@ pub(super) async fn append_body(
         read_timeout: app.cfg.read_timeout,
         progress: Some(app.events.clone()),
         min_free_space: app.cfg.min_free_space,
+        budget: app.usage.budget(rec.project_id, limits.quota),
+        sniff: crate::asset::process::sniff_gate(app, &rec, &limits).await?,
     };
     let mut staged = stage(app.store.clone(), rec, body, plan, lock.cancelled()).await?;
+    if staged.end == BodyEnd::TypeRefused {
+        let prefix = staged.sniffed_prefix.take().unwrap_or_default();
+        let rec = staged.discard().await?;
+        let sniffed = crate::asset::sniff::sniff(&prefix);
+        let why = crate::asset::process::refuse(app, rec, sniffed, &limits).await?;
+        return Err(TusError::from(crate::limits::Refusal::TypeNotAllowed(why)));
+    }
 
     // checksum / checksum-trailer: the chunk is kept only if it verifies.
     let trailer = staged.trailers.as_ref().and_then(|t| t.get(UPLOAD_CHECKSUM)).cloned();
@@ -203,11 +226,18 @@ pub(super) async fn append_body(
     let end = staged.end.clone();
     let received = staged.received();
     let mut rec = staged.commit().await?;
-    if rec.offset.0 > offset.0 {
-        crate::lifecycle::after_commit(app, &mut rec).await?;
+    if rec.offset.0 > offset.0
+        && let Some(why) = crate::lifecycle::after_commit(app, &mut rec, &limits).await?
+    {
+        return Err(TusError::from(crate::limits::Refusal::TypeNotAllowed(why)));
     }
     if end == BodyEnd::Finished {
         return Ok(rec);
+    }
+    if end == BodyEnd::QuotaReached {
+        let used = app.usage.project(rec.project_id).bytes();
+        let r = crate::limits::Refusal::QuotaExceeded(crate::limits::quota_message(app, &limits, used, None));
+        return Err(TusError::from(r).with_offset(rec.offset));
     }
     let length = rec.length;
     Err(end_error(app, &end, received, length).with_offset(rec.offset))
@@ -252,6 +282,7 @@ fn end_error(app: &App, end: &BodyEnd, received: u64, length: Option<u64>) -> Tu
                 "the server's storage is full; {received} bytes were kept, resume from Upload-Offset later"
             ))
         }
+        BodyEnd::QuotaReached | BodyEnd::TypeRefused => unreachable!("answered by append_body"),
         BodyEnd::ReserveReached { free } => TusError::storage_full(format!(
             "{}; {received} bytes were stored, resume from Upload-Offset later",
             crate::store::nearly_full(*free, app.cfg.min_free_space)

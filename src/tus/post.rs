@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::error::TusError;
 use super::headers::{self, ConcatRequest, DeclaredLength, Metadata};
-use super::patch::{append_body, check_max_size};
+use super::patch::append_body;
 use super::{concat, expires_header, upload_url};
 use crate::app::App;
 use crate::asset::AssetInfo;
@@ -37,10 +37,7 @@ pub async fn create(app: &Arc<App>, caller: &Caller, req: Request<Incoming>) -> 
         return concat::create_final(app, caller, &parts, urls, header, metadata, with_body).await;
     }
     let length = match headers::declared_length(h)? {
-        Some(DeclaredLength::Known(n)) => {
-            check_max_size(app, n)?;
-            Some(n)
-        }
+        Some(DeclaredLength::Known(n)) => Some(n),
         Some(DeclaredLength::Deferred) => None,
         None => {
             return Err(TusError::bad_request(
@@ -54,14 +51,27 @@ pub async fn create(app: &Arc<App>, caller: &Caller, req: Request<Incoming>) -> 
         _ => Concat::None,
     };
 
-    let asset = match role {
+    let mut asset = match role {
         Concat::Partial => None, // pieces of a concatenation are not assets
         _ => Some(new_asset(metadata.as_ref().map(|m| &m.1))?),
     };
+    let creation = crate::limits::Creation {
+        length,
+        declared_type: metadata.as_ref().and_then(|m| declared_type(&m.1)),
+        partial: role == Concat::Partial,
+        requested: Default::default(),
+    };
+    let admitted = crate::limits::admit(app, caller, &creation)?;
     let id = Uuid::now_v7();
     let mut rec = UploadRecord::new(id, caller.project_id, length, metadata.map(|m| m.0), role);
+    if let Some(a) = asset.as_mut() {
+        a.metadata.extend(admitted.metadata);
+    }
     rec.asset = asset;
+    rec.limits = admitted.limits;
+    rec.token_id = admitted.token_id;
     app.store.put(&rec)?;
+    app.usage.created(&rec, true);
     if rec.asset.is_some() {
         app.store.index_asset(caller.project_id, id)?;
     }
@@ -99,6 +109,12 @@ pub async fn create(app: &Arc<App>, caller: &Caller, req: Request<Incoming>) -> 
     set(rh, HeaderName::from_static(headers::UPLOAD_OFFSET), rec.offset);
     expires_header(rec.expires_at(app.cfg.expire_after), rh);
     Ok(resp)
+}
+
+/// The media type the client declares for the file: `filetype` (tus-js-client,
+/// Uppy), `type` or `content_type`.
+pub(super) fn declared_type(m: &Metadata) -> Option<&str> {
+    ["filetype", "type", "content_type", "contentType", "mimetype"].iter().find_map(|k| m.get_str(k))
 }
 
 /// The asset a tus creation makes: name from `filename` (or `name`), the

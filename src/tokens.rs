@@ -1,0 +1,270 @@
+//! Upload tokens (`ut_…`): what a browser gets instead of an API key.
+//!
+//! A token may create uploads into its project within its limits, and
+//! continue or cancel the uploads it created; nothing else. Like keys, each
+//! is one small JSON file (only a SHA-256 of the secret) under
+//! `<data-dir>/tokens/`, so `tusk upload-link` works while a server runs on
+//! the directory. How many uploads a token has made is counted in the
+//! metadata database instead, in the same flush as the upload it admits:
+//! the file is never rewritten by the server, so a revocation cannot be lost
+//! to a concurrent count.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::asset::AssetType;
+use crate::auth::{hash_secret, random_hex, write_json_atomic};
+use crate::store::Timestamp;
+use crate::store::UploadLimits;
+
+/// The longest a token may live.
+pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(366 * 24 * 3600);
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub token_id: String,
+    pub project: String,
+    pub project_id: Uuid,
+    /// Hex SHA-256 of the secret.
+    pub secret_sha256: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    #[serde(default)]
+    pub max_uploads: Option<u64>,
+    #[serde(default)]
+    pub max_size: Option<u64>,
+    #[serde(default)]
+    pub allowed_types: Option<Vec<AssetType>>,
+    #[serde(default)]
+    pub max_duration: Option<u64>,
+    /// Added to the metadata of every upload made with the token (over the client's).
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    #[serde(default)]
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl TokenRecord {
+    pub fn limits(&self) -> UploadLimits {
+        UploadLimits {
+            max_size: self.max_size,
+            allowed_types: self.allowed_types.clone(),
+            max_duration: self.max_duration,
+        }
+    }
+
+    pub fn expired(&self) -> bool {
+        self.expires_at <= Timestamp::now()
+    }
+}
+
+/// What a new token may do.
+#[derive(Clone, Debug, Default)]
+pub struct TokenSpec {
+    pub ttl: Duration,
+    pub max_uploads: Option<u64>,
+    pub limits: UploadLimits,
+    pub metadata: BTreeMap<String, String>,
+}
+
+fn tokens_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("tokens")
+}
+
+/// Writes a new token's file; returns it with its secret (shown once).
+pub fn create(
+    data_dir: &Path,
+    project: &str,
+    project_id: Uuid,
+    spec: &TokenSpec,
+) -> io::Result<(TokenRecord, String)> {
+    let dir = tokens_dir(data_dir);
+    fs::create_dir_all(&dir)?;
+    let secret = format!("ut_{}", random_hex(24)?);
+    let now = Timestamp::now();
+    let rec = TokenRecord {
+        token_id: format!("utk_{}", random_hex(8)?),
+        project: project.to_string(),
+        project_id,
+        secret_sha256: hash_secret(&secret),
+        created_at: now,
+        expires_at: now.plus(spec.ttl.min(MAX_TOKEN_TTL)),
+        max_uploads: spec.max_uploads,
+        max_size: spec.limits.max_size,
+        allowed_types: spec.limits.allowed_types.clone(),
+        max_duration: spec.limits.max_duration,
+        metadata: spec.metadata.clone(),
+        revoked_at: None,
+    };
+    write_json_atomic(&dir.join(format!("{}.json", rec.token_id)), &rec)?;
+    Ok((rec, secret))
+}
+
+pub fn list(data_dir: &Path) -> io::Result<Vec<TokenRecord>> {
+    let dir = tokens_dir(data_dir);
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for entry in fs::read_dir(&dir)? {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        match fs::read(&path).map(|b| serde_json::from_slice::<TokenRecord>(&b)) {
+            Ok(Ok(t)) => out.push(t),
+            Ok(Err(e)) => {
+                tracing::warn!(file = %path.display(), error = %e, "ignoring unreadable token file")
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.token_id.cmp(&b.token_id)));
+    Ok(out)
+}
+
+/// Revokes a token of `project_id` (any project if `None`); `None` if there is no such token.
+pub fn revoke(data_dir: &Path, token_id: &str, project_id: Option<Uuid>) -> io::Result<Option<TokenRecord>> {
+    if !token_id.starts_with("utk_") || !token_id[4..].bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(None);
+    }
+    let path = tokens_dir(data_dir).join(format!("{token_id}.json"));
+    let mut rec: TokenRecord = match fs::read(&path) {
+        Ok(b) => serde_json::from_slice(&b).map_err(io::Error::other)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if project_id.is_some_and(|p| p != rec.project_id) {
+        return Ok(None);
+    }
+    if rec.revoked_at.is_none() {
+        rec.revoked_at = Some(Timestamp::now());
+        write_json_atomic(&path, &rec)?;
+    }
+    Ok(Some(rec))
+}
+
+/// The tokens as the server sees them, reloaded when their folder changes.
+pub struct Tokens {
+    data_dir: PathBuf,
+    by_hash: RwLock<HashMap<String, Arc<TokenRecord>>>,
+    /// The folder's modification time at the last load: a reload reads every
+    /// file, so it is done only when a file was added or replaced.
+    seen: Mutex<Option<SystemTime>>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum TokenError {
+    Unknown,
+    Expired,
+    Revoked,
+}
+
+impl Tokens {
+    pub fn open(data_dir: &Path) -> io::Result<Tokens> {
+        fs::create_dir_all(tokens_dir(data_dir))?;
+        let t =
+            Tokens { data_dir: data_dir.to_path_buf(), by_hash: RwLock::default(), seen: Mutex::new(None) };
+        t.reload_if_changed()?;
+        Ok(t)
+    }
+
+    fn dir_mtime(&self) -> Option<SystemTime> {
+        fs::metadata(tokens_dir(&self.data_dir)).and_then(|m| m.modified()).ok()
+    }
+
+    /// Re-reads the folder if it changed since the last look; true if it did.
+    pub fn reload_if_changed(&self) -> io::Result<bool> {
+        self.reload(false)
+    }
+
+    /// With `force`, re-reads even if the folder's time did not move (two
+    /// changes within one tick of a coarse file-system clock).
+    fn reload(&self, force: bool) -> io::Result<bool> {
+        let mtime = self.dir_mtime();
+        {
+            let seen = self.seen.lock().expect("tokens");
+            if !force && seen.is_some() && *seen == mtime {
+                return Ok(false);
+            }
+        }
+        let all = list(&self.data_dir)?;
+        let map = all.into_iter().map(|t| (t.secret_sha256.clone(), Arc::new(t))).collect();
+        *self.by_hash.write().expect("tokens") = map;
+        *self.seen.lock().expect("tokens") = mtime;
+        Ok(true)
+    }
+
+    /// A token this server made: known at once, without waiting for a reload.
+    pub fn insert(&self, rec: TokenRecord) {
+        self.by_hash.write().expect("tokens").insert(rec.secret_sha256.clone(), Arc::new(rec));
+    }
+
+    pub fn authenticate(&self, secret: &str) -> Result<Arc<TokenRecord>, TokenError> {
+        let hash = hash_secret(secret);
+        let found = self.by_hash.read().expect("tokens").get(&hash).cloned();
+        // Made a moment ago by `tusk upload-link`: look at the folder once
+        // more (only reads it if it changed).
+        let found = match found {
+            Some(t) => Some(t),
+            None => {
+                let _ = self.reload_if_changed();
+                self.by_hash.read().expect("tokens").get(&hash).cloned()
+            }
+        };
+        let t = found.ok_or(TokenError::Unknown)?;
+        if t.revoked_at.is_some() {
+            return Err(TokenError::Revoked);
+        }
+        if t.expired() {
+            return Err(TokenError::Expired);
+        }
+        Ok(t)
+    }
+
+    /// The project's tokens, newest first (never their secrets).
+    pub fn of_project(&self, project_id: Uuid) -> Vec<Arc<TokenRecord>> {
+        let mut v: Vec<_> = self
+            .by_hash
+            .read()
+            .expect("tokens")
+            .values()
+            .filter(|t| t.project_id == project_id)
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.token_id.cmp(&a.token_id)));
+        v
+    }
+
+    pub fn get(&self, project_id: Uuid, token_id: &str) -> Option<Arc<TokenRecord>> {
+        self.by_hash
+            .read()
+            .expect("tokens")
+            .values()
+            .find(|t| t.project_id == project_id && t.token_id == token_id)
+            .cloned()
+    }
+
+    /// Polls for changes so a revoked or new token counts within a second.
+    pub async fn watch(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
+        for round in 1u64.. {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(400)) => {}
+                _ = stop.cancelled() => return,
+            }
+            let tokens = self.clone();
+            let force = round % 25 == 0;
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || tokens.reload(force)).await {
+                tracing::warn!(error = %e, "reading upload tokens");
+            }
+        }
+    }
+}

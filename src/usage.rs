@@ -1,0 +1,206 @@
+//! What each project has stored: bytes, assets and uploads in flight.
+//!
+//! Counted in memory from the records at start-up (so the figures are right
+//! after a `kill -9`: a record's offset only counts durable bytes) and moved
+//! by deltas as uploads grow, finish and are removed. Bytes a request is
+//! streaming are counted as they arrive, through a [`Budget`], so that two
+//! uploads racing toward a quota cannot both pass it; what a request does
+//! not keep is handed back when it ends.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::store::UploadRecord;
+
+/// One project's counters.
+#[derive(Debug, Default)]
+pub struct ProjectUsage {
+    /// Durable bytes of every upload, plus bytes requests are streaming now.
+    bytes: AtomicU64,
+    assets: AtomicI64,
+    in_flight: AtomicI64,
+}
+
+/// A point-in-time copy of one project's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageFigures {
+    pub bytes_stored: u64,
+    pub assets: u64,
+    pub uploads_in_flight: u64,
+}
+
+impl ProjectUsage {
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn figures(&self) -> UsageFigures {
+        UsageFigures {
+            bytes_stored: self.bytes(),
+            assets: self.assets.load(Ordering::Relaxed).max(0) as u64,
+            uploads_in_flight: self.in_flight.load(Ordering::Relaxed).max(0) as u64,
+        }
+    }
+
+    fn add_bytes(&self, delta: i64) {
+        if delta >= 0 {
+            self.bytes.fetch_add(delta as u64, Ordering::Relaxed);
+        } else {
+            let d = delta.unsigned_abs();
+            // Never below zero, even if a delta was counted twice.
+            let _ =
+                self.bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some(b.saturating_sub(d)));
+        }
+    }
+
+    /// Counts up to `n` more bytes, stopping at `quota`; returns how many fit.
+    fn take(&self, n: u64, quota: Option<u64>) -> u64 {
+        let Some(quota) = quota else {
+            self.bytes.fetch_add(n, Ordering::Relaxed);
+            return n;
+        };
+        let mut granted = 0;
+        let _ = self.bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+            granted = n.min(quota.saturating_sub(b));
+            Some(b + granted)
+        });
+        granted
+    }
+}
+
+/// Every project's counters.
+#[derive(Default)]
+pub struct Usage {
+    projects: RwLock<HashMap<Uuid, Arc<ProjectUsage>>>,
+}
+
+/// What a record contributes to its project's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Share {
+    pub bytes: u64,
+    pub asset: bool,
+    pub in_flight: bool,
+}
+
+impl Share {
+    pub fn of(rec: &UploadRecord) -> Share {
+        let refused = rec.refused.is_some();
+        Share { bytes: rec.offset.0, asset: rec.asset.is_some(), in_flight: !rec.is_complete() && !refused }
+    }
+}
+
+impl Usage {
+    pub fn project(&self, id: Uuid) -> Arc<ProjectUsage> {
+        if let Some(p) = self.projects.read().expect("usage").get(&id) {
+            return p.clone();
+        }
+        self.projects.write().expect("usage").entry(id).or_default().clone()
+    }
+
+    pub fn figures(&self, id: Uuid) -> UsageFigures {
+        self.project(id).figures()
+    }
+
+    /// Every project with something counted.
+    pub fn all(&self) -> Vec<(Uuid, UsageFigures)> {
+        let mut v: Vec<_> =
+            self.projects.read().expect("usage").iter().map(|(id, p)| (*id, p.figures())).collect();
+        v.sort_by_key(|(id, _)| *id);
+        v
+    }
+
+    /// A record changed from `before` to `after` (either may be nothing).
+    pub fn moved(&self, project: Uuid, before: Share, after: Share) {
+        if before == after {
+            return;
+        }
+        let p = self.project(project);
+        p.add_bytes(after.bytes as i64 - before.bytes as i64);
+        p.assets.fetch_add(i64::from(after.asset) - i64::from(before.asset), Ordering::Relaxed);
+        p.in_flight.fetch_add(i64::from(after.in_flight) - i64::from(before.in_flight), Ordering::Relaxed);
+    }
+
+    /// A new upload: counted in flight until `lifecycle::on_complete` (or
+    /// its assembly) says otherwise; its bytes are counted as they arrive.
+    pub fn created(&self, rec: &UploadRecord, in_flight: bool) {
+        self.moved(
+            rec.project_id,
+            Share::default(),
+            Share { bytes: 0, asset: rec.asset.is_some(), in_flight },
+        );
+    }
+
+    /// Counts a stored record (start-up).
+    pub fn count(&self, rec: &UploadRecord) {
+        self.moved(rec.project_id, Share::default(), Share::of(rec));
+    }
+
+    /// A budget for one request that streams into an upload of `project`.
+    pub fn budget(&self, project: Uuid, quota: Option<u64>) -> Budget {
+        Budget { usage: self.project(project), quota, taken: 0 }
+    }
+}
+
+/// Bytes one request may add to its project; counted as they arrive. The
+/// request tells it how many it kept ([`Budget::settle`]); what it took and
+/// did not keep goes back when the budget is dropped.
+#[derive(Debug)]
+pub struct Budget {
+    usage: Arc<ProjectUsage>,
+    quota: Option<u64>,
+    taken: u64,
+}
+
+impl Budget {
+    /// Takes up to `n` bytes; fewer once the quota is reached.
+    pub fn take(&mut self, n: u64) -> u64 {
+        let granted = self.usage.take(n, self.quota);
+        self.taken += granted;
+        granted
+    }
+
+    /// The request kept `kept` of the bytes it took (they are now counted
+    /// through the record); the rest is handed back.
+    pub fn settle(&mut self, kept: u64) {
+        let back = self.taken.saturating_sub(kept);
+        self.usage.add_bytes(-(back as i64));
+        self.taken = 0;
+    }
+
+    pub fn quota(&self) -> Option<u64> {
+        self.quota
+    }
+}
+
+impl Drop for Budget {
+    fn drop(&mut self) {
+        // Not settled: nothing taken is known to have been kept by this request.
+        if self.taken > 0 {
+            self.usage.add_bytes(-(self.taken as i64));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_budget_stops_at_the_quota_and_gives_back_what_was_not_kept() {
+        let usage = Usage::default();
+        let p = Uuid::now_v7();
+        let mut a = usage.budget(p, Some(100));
+        let mut b = usage.budget(p, Some(100));
+        assert_eq!(a.take(60), 60);
+        assert_eq!(b.take(60), 40, "the second request gets only what is left");
+        assert_eq!(usage.figures(p).bytes_stored, 100);
+        a.settle(10); // kept 10 of 60
+        assert_eq!(usage.figures(p).bytes_stored, 50);
+        drop(b); // kept nothing
+        assert_eq!(usage.figures(p).bytes_stored, 10);
+    }
+}
