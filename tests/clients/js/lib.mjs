@@ -81,12 +81,15 @@ export function upload(endpoint, file, options = {}, hooks = {}) {
   })
 }
 
-/** GET /v1/assets/{id} until it is ready (or fail when it fails / times out). */
-export async function waitReady(server, id, timeoutMs = 30000) {
+/**
+ * GET /v1/assets/{id} until it is ready (or fail when it fails / times out).
+ * `headers` authenticate the call on a server with keys.
+ */
+export async function waitReady(server, id, timeoutMs = 30000, headers = {}) {
   const deadline = Date.now() + timeoutMs
   let last
   for (;;) {
-    const res = await fetch(`${server}/v1/assets/${id}`)
+    const res = await fetch(`${server}/v1/assets/${id}`, { headers })
     const text = await res.text()
     if (res.status !== 200) fail(`GET /v1/assets/${id}: ${res.status} ${text}`)
     last = JSON.parse(text)
@@ -99,11 +102,12 @@ export async function waitReady(server, id, timeoutMs = 30000) {
 
 /**
  * The stored bytes must be the source's: the asset reports the right size and
- * sha256, and its signed download_url serves exactly those bytes.
+ * sha256, and its signed download_url serves exactly those bytes (`headers`
+ * as for waitReady).
  */
-export async function verifyStored(server, uploadUrl, data) {
+export async function verifyStored(server, uploadUrl, data, headers = {}) {
   const id = idOf(uploadUrl)
-  const asset = await waitReady(server, id)
+  const asset = await waitReady(server, id, 30000, headers)
   const want = sha256(data)
   assert(asset.size_bytes === data.length, `asset ${id}: size_bytes ${asset.size_bytes}, want ${data.length}`)
   assert(asset.sha256 === want, `asset ${id}: sha256 ${asset.sha256}, want ${want}`)
