@@ -87,7 +87,11 @@ fn document_is_openapi_3_1_and_self_consistent() {
     let bearer = &doc["components"]["securitySchemes"]["bearer"];
     assert_eq!(bearer["type"], "http");
     assert_eq!(bearer["scheme"], "bearer");
-    assert_eq!(doc["security"], json!([{ "bearer": [] }]));
+    let api_key = &doc["components"]["securitySchemes"]["apiKey"];
+    assert_eq!(api_key["type"], "apiKey");
+    assert_eq!(api_key["in"], "header");
+    assert_eq!(api_key["name"], "x-api-key");
+    assert_eq!(doc["security"], json!([{ "bearer": [] }, { "apiKey": [] }]));
 
     // Every $ref resolves.
     fn refs(v: &Value, out: &mut Vec<String>) {
@@ -184,6 +188,7 @@ fn document_is_openapi_3_1_and_self_consistent() {
         "updated_at",
         "expires_at",
         "upload_url",
+        "upload_url_expires_at",
         "download_url",
         "download_expires_at",
     ];
