@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use http::HeaderMap;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::secrets::{hash_secret, random_hex, write_json_atomic};
 use crate::store::{Owner, Timestamp};
 use crate::tokens::TokenRecord;
 
@@ -174,10 +174,6 @@ fn mark_in_use(dir: &Path) -> io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 
-pub(crate) fn hash_secret(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
-}
-
 /// The key set as the server sees it, reloaded when the folder changes.
 pub struct Keys {
     dir: PathBuf,
@@ -311,21 +307,6 @@ fn read_all(dir: &Path) -> io::Result<Vec<KeyRecord>> {
     }
     out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.key_id.cmp(&b.key_id)));
     Ok(out)
-}
-
-/// Writes a small JSON file so a reader sees the old or the new one, never half.
-pub(crate) fn write_json_atomic<T: Serialize>(path: &Path, rec: &T) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, serde_json::to_vec_pretty(rec).map_err(io::Error::other)?)?;
-    fs::File::open(&tmp)?.sync_all()?;
-    fs::rename(&tmp, path)?;
-    fs::File::open(path.parent().expect("key file has a folder"))?.sync_all()
-}
-
-pub(crate) fn random_hex(bytes: usize) -> io::Result<String> {
-    let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf).map_err(|e| io::Error::other(e.to_string()))?;
-    Ok(hex::encode(buf))
 }
 
 pub fn valid_project_name(name: &str) -> bool {

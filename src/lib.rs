@@ -3,7 +3,10 @@
 //!
 //! Layout: `tus` (protocol), `store` (sled metadata + byte files; `store::append`
 //! is where bodies become bytes), `lock` (one writer per upload), `expiry`
-//! (sweeper), `server` + `app` (plumbing and routing).
+//! (sweeper), `server` + `app` (plumbing and routing). Who may do what:
+//! `auth` (API keys), `tokens` (upload tokens), `upload_url` (signed upload
+//! URLs), `limits` (size, type, duration and quota checks), `projects`
+//! (per-project policy) and `usage` (what each project stores).
 
 // Error values carry headers for the answer they become; they are built on
 // the unhappy path only, so their size does not matter.
@@ -24,6 +27,7 @@ pub mod lifecycle;
 pub mod limits;
 pub mod lock;
 pub mod projects;
+mod secrets;
 pub mod server;
 pub mod store;
 pub mod tokens;

@@ -26,7 +26,7 @@ pub async fn after_commit(
 /// Called once, right after the commit that completed `rec`.
 pub async fn on_complete(app: &Arc<App>, rec: &UploadRecord) {
     // No longer in flight (its bytes were counted as they arrived).
-    let after = Share::of(rec);
+    let after = rec.share();
     app.usage.moved(rec.project_id, Share { in_flight: true, ..after }, after);
     if rec.is_partial() {
         // Partial uploads are not assets; they may complete waiting finals,
@@ -54,7 +54,7 @@ pub async fn remove(app: &App, id: Uuid, reason: GoneReason) -> Result<(), Store
     app.store.flush().await?;
     app.store.remove_file(id)?;
     if let Some(rec) = &removed {
-        app.usage.moved(rec.project_id, Share::of(rec), Share::default());
+        app.usage.moved(rec.project_id, rec.share(), Share::default());
         app.events.emit(crate::events::Kind::Deleted, rec);
     }
     Ok(())

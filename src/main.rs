@@ -165,7 +165,8 @@ fn usage_of(
         Ok(store) => {
             let usage = tusk::usage::Usage::default();
             for rec in store.records() {
-                usage.count(&rec.map_err(std::io::Error::other)?);
+                let rec = rec.map_err(std::io::Error::other)?;
+                usage.count(rec.project_id, rec.share());
             }
             Ok((usage.all().into_iter().collect(), "counted from the data directory".into()))
         }

@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::asset::AssetType;
-use crate::auth::{project_id, valid_project_name, write_json_atomic};
+use crate::auth::{project_id, valid_project_name};
+use crate::secrets::write_json_atomic;
 use crate::store::Timestamp;
 use crate::store::UploadLimits;
 use crate::usage::{Usage, UsageFigures};

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::asset::AssetType;
-use crate::auth::{hash_secret, random_hex, write_json_atomic};
+use crate::secrets::{hash_secret, random_hex, write_json_atomic};
 use crate::store::Timestamp;
 use crate::store::UploadLimits;
 

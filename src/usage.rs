@@ -14,8 +14,6 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::store::UploadRecord;
-
 /// One project's counters.
 #[derive(Debug, Default)]
 pub struct ProjectUsage {
@@ -78,19 +76,12 @@ pub struct Usage {
     projects: RwLock<HashMap<Uuid, Arc<ProjectUsage>>>,
 }
 
-/// What a record contributes to its project's counters.
+/// What an upload contributes to its project's counters (`UploadRecord::share`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Share {
     pub bytes: u64,
     pub asset: bool,
     pub in_flight: bool,
-}
-
-impl Share {
-    pub fn of(rec: &UploadRecord) -> Share {
-        let refused = rec.refused.is_some();
-        Share { bytes: rec.offset.0, asset: rec.asset.is_some(), in_flight: !rec.is_complete() && !refused }
-    }
 }
 
 impl Usage {
@@ -126,17 +117,13 @@ impl Usage {
 
     /// A new upload: counted in flight until `lifecycle::on_complete` (or
     /// its assembly) says otherwise; its bytes are counted as they arrive.
-    pub fn created(&self, rec: &UploadRecord, in_flight: bool) {
-        self.moved(
-            rec.project_id,
-            Share::default(),
-            Share { bytes: 0, asset: rec.asset.is_some(), in_flight },
-        );
+    pub fn created(&self, project: Uuid, asset: bool, in_flight: bool) {
+        self.moved(project, Share::default(), Share { bytes: 0, asset, in_flight });
     }
 
-    /// Counts a stored record (start-up).
-    pub fn count(&self, rec: &UploadRecord) {
-        self.moved(rec.project_id, Share::default(), Share::of(rec));
+    /// Counts a stored upload (start-up).
+    pub fn count(&self, project: Uuid, share: Share) {
+        self.moved(project, Share::default(), share);
     }
 
     /// A budget for one request that streams into an upload of `project`.

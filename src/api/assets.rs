@@ -270,7 +270,7 @@ pub async fn create(
     rec.limits = admitted.limits;
     rec.url_ttl_secs = Some(ttl.as_secs());
     app.store.put(&rec)?;
-    app.usage.created(&rec, !rec.is_complete());
+    app.usage.created(rec.project_id, rec.asset.is_some(), !rec.is_complete());
     app.store.index_asset(caller.project_id, id)?;
     app.store.flush().await?;
     app.events.emit(crate::events::Kind::Created, &rec);

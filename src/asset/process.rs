@@ -10,7 +10,6 @@ use crate::app::App;
 use crate::limits::Effective;
 use crate::store::append::SniffGate;
 use crate::store::{Offset, StoreError, Timestamp, UploadRecord};
-use crate::usage::Share;
 
 /// The upload's first `len` bytes (fewer than the sniff window).
 async fn read_prefix(app: &App, id: Uuid, len: usize) -> Result<Vec<u8>, StoreError> {
@@ -77,7 +76,7 @@ pub async fn refuse(
     limits: &Effective,
 ) -> Result<String, StoreError> {
     let why = not_allowed_message(&sniffed, limits);
-    let before = Share::of(&rec);
+    let before = rec.share();
     if let Some(asset) = rec.asset.as_mut() {
         asset.sniffed = Some(sniffed);
         let _ = asset.fail("type_not_allowed", why.clone());
@@ -89,7 +88,7 @@ pub async fn refuse(
     app.store.put(&rec)?;
     app.store.flush().await?;
     app.store.remove_file(rec.id)?;
-    app.usage.moved(rec.project_id, before, Share::of(&rec));
+    app.usage.moved(rec.project_id, before, rec.share());
     tracing::info!(upload = %rec.id, reason = %why, "upload refused");
     app.events.emit(crate::events::Kind::Failed, &rec);
     Ok(why)

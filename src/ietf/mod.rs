@@ -255,7 +255,7 @@ async fn create(
     rec.token_id = admitted.token_id;
     rec.awaiting_completion = true;
     app.store.put(&rec)?;
-    app.usage.created(&rec, true);
+    app.usage.created(rec.project_id, rec.asset.is_some(), true);
     app.store.index_asset(caller.project_id, id)?;
     app.events.emit(crate::events::Kind::Created, &rec);
     let location = crate::tus::absolute_upload_url(app, h, &parts.uri, id);

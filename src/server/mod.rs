@@ -47,7 +47,8 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> io::Result<()> {
                 Store::open(&data_dir).map_err(|e| format!("cannot open {}: {e}", data_dir.display()))?;
             // One pass: offsets checked against the files, and each project's
             // usage counted from the (now true) offsets.
-            let fixed = store.reconcile(|rec| usage.count(rec)).map_err(|e| e.to_string())?;
+            let fixed =
+                store.reconcile(|rec| usage.count(rec.project_id, rec.share())).map_err(|e| e.to_string())?;
             if fixed > 0 {
                 tracing::warn!(
                     uploads = fixed,

@@ -9,6 +9,7 @@ use uuid::Uuid;
 use crate::asset::AssetInfo;
 use crate::asset::AssetType;
 use crate::digest::Sha256Stream;
+use crate::usage::Share;
 
 /// A byte position in an upload. The stored offset only ever counts bytes that
 /// are durable on disk: it is written after the bytes are synced.
@@ -251,6 +252,16 @@ impl UploadStatus {
 impl UploadRecord {
     pub fn owner(&self) -> Owner {
         Owner { project_id: self.project_id, token_id: self.token_id.clone() }
+    }
+
+    /// What it counts in its project's usage: its durable bytes, whether it
+    /// is an asset, whether it is still in flight (refused ones are not).
+    pub fn share(&self) -> Share {
+        Share {
+            bytes: self.offset.0,
+            asset: self.asset.is_some(),
+            in_flight: !self.is_complete() && self.refused.is_none(),
+        }
     }
 }
 

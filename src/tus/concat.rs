@@ -125,7 +125,7 @@ pub async fn create_final(
     rec.limits = admitted.limits;
     rec.token_id = admitted.token_id;
     app.store.put(&rec)?;
-    app.usage.created(&rec, true);
+    app.usage.created(rec.project_id, rec.asset.is_some(), true);
     app.store.index_asset(caller.project_id, id)?;
     app.events.emit(crate::events::Kind::Created, &rec);
     let _lock = app.locks.lock(id).await?;
@@ -199,7 +199,7 @@ async fn try_assemble(app: &App, rec: &mut UploadRecord) -> Result<bool, TusErro
         _ => StoreError::Io(e).into(),
     })?;
     let total = sha.len();
-    let before = crate::usage::Share::of(rec);
+    let before = rec.share();
     rec.length = Some(total);
     rec.offset = Offset(total);
     rec.sha256 = sha;
@@ -209,7 +209,7 @@ async fn try_assemble(app: &App, rec: &mut UploadRecord) -> Result<bool, TusErro
     }
     app.store.put(rec)?;
     app.store.remove_waiting_final(rec)?;
-    app.usage.moved(rec.project_id, before, crate::usage::Share::of(rec));
+    app.usage.moved(rec.project_id, before, rec.share());
     Ok(true)
 }
 

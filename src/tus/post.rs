@@ -71,7 +71,7 @@ pub async fn create(app: &Arc<App>, caller: &Caller, req: Request<Incoming>) -> 
     rec.limits = admitted.limits;
     rec.token_id = admitted.token_id;
     app.store.put(&rec)?;
-    app.usage.created(&rec, true);
+    app.usage.created(rec.project_id, rec.asset.is_some(), true);
     if rec.asset.is_some() {
         app.store.index_asset(caller.project_id, id)?;
     }
