@@ -33,6 +33,7 @@ pub mod store;
 pub mod tokens;
 pub mod tus;
 pub mod upload_url;
+pub mod uploads;
 pub mod usage;
 pub mod web;
 

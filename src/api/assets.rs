@@ -238,11 +238,6 @@ pub async fn create(
     if !errors.is_empty() {
         return Err(ApiError::invalid(errors));
     }
-    let admitted = crate::limits::admit(
-        app,
-        caller,
-        &crate::limits::Creation { length: size, declared_type: None, partial: false, requested },
-    )?;
     // The same upload a tus POST makes, so a tus client can go on with PATCH
     // and see the name and language in its Upload-Metadata; the asset keeps
     // the metadata exactly as sent.
@@ -258,26 +253,21 @@ pub async fn create(
         .map(|(k, v)| format!("{k} {}", base64::engine::general_purpose::STANDARD.encode(v)))
         .collect::<Vec<_>>()
         .join(",");
-    let id = Uuid::now_v7();
-    let mut rec = UploadRecord::new(
-        id,
-        caller.project_id,
-        size,
-        (!header.is_empty()).then_some(header),
-        crate::store::Concat::None,
-    );
-    rec.asset = Some(AssetInfo::new(name, language, metadata));
-    rec.limits = admitted.limits;
-    rec.url_ttl_secs = Some(ttl.as_secs());
-    app.store.put(&rec)?;
-    app.usage.created(rec.project_id, rec.asset.is_some(), !rec.is_complete());
-    app.store.index_asset(caller.project_id, id)?;
+    let new = crate::uploads::NewUpload {
+        length: size,
+        metadata: (!header.is_empty()).then_some(header),
+        asset: Some(AssetInfo::new(name, language, metadata)),
+        limits: requested,
+        url_ttl_secs: Some(ttl.as_secs()),
+        ..Default::default()
+    };
+    let mut rec = crate::uploads::create(app, caller, new)?;
+    let id = rec.id;
     app.store.flush().await?;
-    app.events.emit(crate::events::Kind::Created, &rec);
     if rec.is_complete() {
         // A zero-byte asset is complete at once.
         let _lock = app.locks.lock(id).await?;
-        crate::lifecycle::on_upload_complete(app, &rec).await;
+        crate::lifecycle::on_complete(app, &rec).await;
         rec = app.store.get(id)?.unwrap_or(rec);
     }
 

@@ -93,6 +93,15 @@ impl From<crate::limits::Refusal> for ApiError {
     }
 }
 
+impl From<crate::uploads::UploadError> for ApiError {
+    fn from(e: crate::uploads::UploadError) -> Self {
+        match e {
+            crate::uploads::UploadError::Refused(r) => r.into(),
+            crate::uploads::UploadError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<crate::lock::LockTimeout> for ApiError {
     fn from(_: crate::lock::LockTimeout) -> Self {
         ApiError::new(

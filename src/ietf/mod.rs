@@ -21,8 +21,8 @@ use crate::app::App;
 use crate::auth::{Caller, Grant};
 use crate::digest::Algorithm;
 use crate::http::{Response, empty, header_str, media_type, set};
+use crate::store::UploadRecord;
 use crate::store::append::{AppendPlan, BodyEnd, stage};
-use crate::store::{Concat, UploadRecord};
 use problem::Problem;
 
 pub const INTEROP_HEADER: &str = "upload-draft-interop-version";
@@ -232,32 +232,23 @@ async fn create(
     };
     let digest = content_digest(h)?;
     let metadata = metadata_from_headers(h)?;
-    let mut asset = crate::tus::post_asset(metadata.as_ref().map(|m| &m.1))
+    let asset = crate::tus::post_asset(metadata.as_ref().map(|m| &m.1))
         .map_err(|e| Problem::bad_request(e.message))?;
     // The draft's creation body is the representation: its Content-Type
     // (unless it names the upload protocol) is the file's type.
     let content_type = crate::http::media_type(h).filter(|t| t != PARTIAL_UPLOAD);
     let declared =
         content_type.as_deref().or_else(|| metadata.as_ref().and_then(|m| crate::tus::declared_type(&m.1)));
-    let creation = crate::limits::Creation {
+    let new = crate::uploads::NewUpload {
         length,
         declared_type: declared,
-        partial: false,
-        requested: Default::default(),
+        metadata: metadata.as_ref().map(|m| m.0.clone()),
+        asset: Some(asset),
+        awaiting_completion: true,
+        ..Default::default()
     };
-    let admitted = crate::limits::admit(app, caller, &creation)?;
-    asset.metadata.extend(admitted.metadata);
-
-    let id = Uuid::now_v7();
-    let mut rec = UploadRecord::new(id, caller.project_id, length, metadata.map(|m| m.0), Concat::None);
-    rec.asset = Some(asset);
-    rec.limits = admitted.limits;
-    rec.token_id = admitted.token_id;
-    rec.awaiting_completion = true;
-    app.store.put(&rec)?;
-    app.usage.created(rec.project_id, rec.asset.is_some(), true);
-    app.store.index_asset(caller.project_id, id)?;
-    app.events.emit(crate::events::Kind::Created, &rec);
+    let rec = crate::uploads::create(app, caller, new)?;
+    let id = rec.id;
     let location = crate::tus::absolute_upload_url(app, h, &parts.uri, id);
 
     let lock = app.locks.lock(id).await.map_err(|_| Problem::locked())?;

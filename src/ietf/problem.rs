@@ -126,6 +126,15 @@ impl From<crate::limits::Refusal> for Problem {
     }
 }
 
+impl From<crate::uploads::UploadError> for Problem {
+    fn from(e: crate::uploads::UploadError) -> Self {
+        match e {
+            crate::uploads::UploadError::Refused(r) => r.into(),
+            crate::uploads::UploadError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<StoreError> for Problem {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "storage failure");

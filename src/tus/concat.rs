@@ -15,6 +15,7 @@ use crate::app::App;
 use crate::auth::Caller;
 use crate::http::{Response, empty, set};
 use crate::store::{Concat, Offset, StoreError, Timestamp, UploadRecord};
+use crate::uploads::{self, NewUpload};
 
 /// Most parts a final upload may list.
 pub const MAX_PARTS: usize = 1000;
@@ -109,25 +110,17 @@ pub async fn create_final(
         check_room(app, n)?;
     }
 
-    let mut asset = super::post::new_asset(metadata.as_ref().map(|m| &m.1))?;
-    let creation = crate::limits::Creation {
+    let asset = super::post::new_asset(metadata.as_ref().map(|m| &m.1))?;
+    let new = NewUpload {
         length,
         declared_type: metadata.as_ref().and_then(|m| super::post::declared_type(&m.1)),
-        partial: false,
-        requested: Default::default(),
+        metadata: metadata.as_ref().map(|m| m.0.clone()),
+        concat: Concat::Final { parts: ids, header, assembled: false },
+        asset: Some(asset),
+        ..NewUpload::default()
     };
-    let admitted = crate::limits::admit(app, caller, &creation)?;
-    asset.metadata.extend(admitted.metadata);
-    let id = Uuid::now_v7();
-    let concat = Concat::Final { parts: ids, header, assembled: false };
-    let mut rec = UploadRecord::new(id, caller.project_id, length, metadata.map(|m| m.0), concat);
-    rec.asset = Some(asset);
-    rec.limits = admitted.limits;
-    rec.token_id = admitted.token_id;
-    app.store.put(&rec)?;
-    app.usage.created(rec.project_id, rec.asset.is_some(), true);
-    app.store.index_asset(caller.project_id, id)?;
-    app.events.emit(crate::events::Kind::Created, &rec);
+    let mut rec = uploads::create(app, caller, new)?;
+    let id = rec.id;
     let _lock = app.locks.lock(id).await?;
     let assembled = match try_assemble(app, &mut rec).await {
         Ok(done) => done,

@@ -93,6 +93,15 @@ impl From<crate::limits::Refusal> for TusError {
     }
 }
 
+impl From<crate::uploads::UploadError> for TusError {
+    fn from(e: crate::uploads::UploadError) -> Self {
+        match e {
+            crate::uploads::UploadError::Refused(r) => r.into(),
+            crate::uploads::UploadError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<LockTimeout> for TusError {
     fn from(_: LockTimeout) -> Self {
         TusError::new(

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use http::header::{HeaderName, LOCATION};
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
-use uuid::Uuid;
 
 use super::error::TusError;
 use super::headers::{self, ConcatRequest, DeclaredLength, Metadata};
@@ -16,7 +15,8 @@ use crate::app::App;
 use crate::asset::AssetInfo;
 use crate::auth::Caller;
 use crate::http::{Response, empty, set};
-use crate::store::{Concat, UploadRecord};
+use crate::store::Concat;
+use crate::uploads::{self, NewUpload};
 
 pub async fn create(app: &Arc<App>, caller: &Caller, req: Request<Incoming>) -> Result<Response, TusError> {
     let (parts, body) = req.into_parts();
@@ -51,32 +51,21 @@ pub async fn create(app: &Arc<App>, caller: &Caller, req: Request<Incoming>) -> 
         _ => Concat::None,
     };
 
-    let mut asset = match role {
+    let asset = match role {
         Concat::Partial => None, // pieces of a concatenation are not assets
         _ => Some(new_asset(metadata.as_ref().map(|m| &m.1))?),
     };
-    let creation = crate::limits::Creation {
+    let new = NewUpload {
         length,
         declared_type: metadata.as_ref().and_then(|m| declared_type(&m.1)),
-        partial: role == Concat::Partial,
-        requested: Default::default(),
+        metadata: metadata.as_ref().map(|m| m.0.clone()),
+        concat: role,
+        asset,
+        ..NewUpload::default()
     };
-    let admitted = crate::limits::admit(app, caller, &creation)?;
-    let id = Uuid::now_v7();
-    let mut rec = UploadRecord::new(id, caller.project_id, length, metadata.map(|m| m.0), role);
-    if let Some(a) = asset.as_mut() {
-        a.metadata.extend(admitted.metadata);
-    }
-    rec.asset = asset;
-    rec.limits = admitted.limits;
-    rec.token_id = admitted.token_id;
-    app.store.put(&rec)?;
-    app.usage.created(rec.project_id, rec.asset.is_some(), true);
-    if rec.asset.is_some() {
-        app.store.index_asset(caller.project_id, id)?;
-    }
+    let rec = uploads::create(app, caller, new)?;
+    let id = rec.id;
     let location = upload_url(app, h, &parts.uri, id);
-    app.events.emit(crate::events::Kind::Created, &rec);
 
     let rec = if with_body {
         let lock = app.locks.lock(id).await?;
