@@ -3,14 +3,21 @@
 //! The tus and draft handlers and `POST /v1/assets` parse their own formats
 //! and answer in them; creating an upload (limits, the record, the project's
 //! usage, the asset index, the `created` event) happens here, so no protocol
-//! can forget a step. (Appending, completing and removing move here next;
-//! issue 14.)
+//! can forget a step; so does appending a body (limits, quota, the type at
+//! the first bytes, the commit and what follows it), with the protocol only
+//! checking its own checksum in between. (Completing and removing move here
+//! next; issue 14.)
+
+use hyper::body::Incoming;
 
 use crate::app::App;
 use crate::asset::AssetInfo;
 use crate::auth::Caller;
+use crate::digest::Algorithm;
 use crate::limits::{self, Creation, Refusal, UploadLimits};
-use crate::store::{Concat, StoreError, UploadRecord};
+use crate::lock::UploadLock;
+use crate::store::append::{AppendPlan, BodyEnd, Staged, stage};
+use crate::store::{Concat, Offset, StoreError, UploadRecord};
 
 /// What a protocol asks for when it creates an upload.
 #[derive(Debug, Default)]
@@ -82,4 +89,107 @@ pub fn create(app: &App, caller: &Caller, new: NewUpload) -> Result<UploadRecord
     app.usage.created(rec.project_id, rec.asset.is_some(), true);
     app.events.emit(crate::events::Kind::Created, &rec);
     Ok(rec)
+}
+
+/// How many more bytes `rec` may take now (its declared length, else its
+/// size limit), and the limits that apply to it.
+pub fn room(app: &App, rec: &UploadRecord) -> (u64, limits::Effective) {
+    let limits = limits::for_upload(app, rec);
+    let at = rec.offset.0;
+    let room = match (rec.length, limits.limits.max_size) {
+        (Some(len), _) => len - at,
+        (None, Some(max)) => max.saturating_sub(at),
+        (None, None) => i64::MAX as u64 - at,
+    };
+    (room, limits)
+}
+
+/// How a protocol wants a body appended.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AppendOptions {
+    /// Also hash the body with this algorithm (a checksum the client sent).
+    pub checksum: Option<Algorithm>,
+    /// The protocol verifies the body before keeping any of it: no checkpoints.
+    pub verify_before_commit: bool,
+}
+
+/// A body streamed into an upload and synced, not yet committed: the
+/// protocol checks what it must (a checksum) and then commits or discards.
+pub struct Append {
+    pub staged: Staged,
+    limits: limits::Effective,
+    start: Offset,
+}
+
+/// What a committed append left.
+pub struct Appended {
+    pub rec: UploadRecord,
+    /// How the body ended; anything but `Finished` is the protocol's to answer.
+    pub end: BodyEnd,
+    /// Bytes this request stored.
+    pub received: u64,
+    /// Set when the body stopped at the project's quota (the bytes that fit were kept).
+    pub refusal: Option<Refusal>,
+}
+
+/// Streams `body` into the upload at its offset, at most `room` bytes,
+/// counting them against the project's quota and watching the first bytes'
+/// type. A type that is not allowed ends it: the upload is refused (its bytes
+/// removed, its asset failed) and this answers `Refused(TypeNotAllowed)`.
+/// The caller holds the upload's lock.
+pub async fn stream(
+    app: &App,
+    rec: UploadRecord,
+    body: Incoming,
+    room: u64,
+    limits: limits::Effective,
+    opts: AppendOptions,
+    lock: &UploadLock,
+) -> Result<Append, UploadError> {
+    let start = rec.offset;
+    let plan = AppendPlan {
+        limit: room,
+        checksum: opts.checksum,
+        verify_before_commit: opts.verify_before_commit,
+        read_timeout: app.cfg.read_timeout,
+        progress: Some(app.events.clone()),
+        min_free_space: app.cfg.min_free_space,
+        budget: app.usage.budget(rec.project_id, limits.quota),
+        sniff: crate::asset::process::sniff_gate(app, &rec, &limits).await?,
+    };
+    let mut staged = stage(app.store.clone(), rec, body, plan, lock.cancelled()).await?;
+    if staged.end == BodyEnd::TypeRefused {
+        let prefix = staged.sniffed_prefix.take().unwrap_or_default();
+        let rec = staged.discard().await?;
+        let sniffed = crate::asset::sniff::sniff(&prefix);
+        let why = crate::asset::process::refuse(app, rec, sniffed, &limits).await?;
+        return Err(Refusal::TypeNotAllowed(why).into());
+    }
+    Ok(Append { staged, limits, start })
+}
+
+impl Append {
+    /// Records the bytes as the upload's (durable on return), then checks
+    /// the upload's type once enough of it is in.
+    pub async fn commit(self, app: &App) -> Result<Appended, UploadError> {
+        let Append { staged, limits, start } = self;
+        let end = staged.end.clone();
+        let received = staged.received();
+        let mut rec = staged.commit().await?;
+        if rec.offset > start
+            && let Some(why) = crate::lifecycle::after_commit(app, &mut rec, &limits).await?
+        {
+            return Err(Refusal::TypeNotAllowed(why).into());
+        }
+        let refusal = (end == BodyEnd::QuotaReached).then(|| {
+            let used = app.usage.project(rec.project_id).bytes();
+            Refusal::QuotaExceeded(limits::quota_message(app, &limits, used, None))
+        });
+        Ok(Appended { rec, end, received, refusal })
+    }
+
+    /// Cuts this request's bytes off; the upload stays where it was.
+    pub async fn discard(self) -> Result<UploadRecord, StoreError> {
+        self.staged.discard().await
+    }
 }

@@ -22,7 +22,7 @@ use crate::auth::{Caller, Grant};
 use crate::digest::Algorithm;
 use crate::http::{Response, empty, header_str, media_type, set};
 use crate::store::UploadRecord;
-use crate::store::append::{AppendPlan, BodyEnd, stage};
+use crate::store::append::BodyEnd;
 use problem::Problem;
 
 pub const INTEROP_HEADER: &str = "upload-draft-interop-version";
@@ -397,12 +397,7 @@ async fn write(
     lock: &crate::lock::UploadLock,
 ) -> Result<UploadRecord, Problem> {
     let start = rec.offset.0;
-    let limits = crate::limits::for_upload(app, &rec);
-    let room = match (rec.length, limits.limits.max_size) {
-        (Some(len), _) => len - start,
-        (None, Some(max)) => max.saturating_sub(start),
-        (None, None) => i64::MAX as u64 - start,
-    };
+    let (room, limits) = crate::uploads::room(app, &rec);
     if let Some(cl) = crate::tus::headers::content_length(h)
         && cl > room
     {
@@ -410,52 +405,29 @@ async fn write(
             "{cl} bytes at offset {start} run past the upload's length"
         )));
     }
-    let plan = AppendPlan {
-        limit: room,
+    let opts = crate::uploads::AppendOptions {
         checksum: digest.as_ref().map(|d| d.0),
         verify_before_commit: digest.is_some(),
-        read_timeout: app.cfg.read_timeout,
-        progress: Some(app.events.clone()),
-        min_free_space: app.cfg.min_free_space,
-        budget: app.usage.budget(rec.project_id, limits.quota),
-        sniff: crate::asset::process::sniff_gate(app, &rec, &limits).await?,
     };
-    let mut staged = stage(app.store.clone(), rec, body, plan, lock.cancelled()).await?;
-    if staged.end == BodyEnd::TypeRefused {
-        let prefix = staged.sniffed_prefix.take().unwrap_or_default();
-        let rec = staged.discard().await?;
-        let why =
-            crate::asset::process::refuse(app, rec, crate::asset::sniff::sniff(&prefix), &limits).await?;
-        return Err(Problem::from(crate::limits::Refusal::TypeNotAllowed(why)));
-    }
+    let mut append = crate::uploads::stream(app, rec, body, room, limits, opts, lock).await?;
     if let Some((alg, expected)) = digest {
-        if staged.end != BodyEnd::Finished {
-            staged.discard().await?;
+        if append.staged.end != BodyEnd::Finished {
+            append.discard().await?;
             return Err(Problem::bad_request(
                 "the body ended before it could be checked against Content-Digest; nothing was stored",
             ));
         }
-        if staged.digest(alg).await? != expected {
-            let rec = staged.discard().await?;
+        if append.staged.digest(alg).await? != expected {
+            let rec = append.discard().await?;
             return Err(Problem::digest_mismatch(rec.offset.0));
         }
     }
-    let end = staged.end.clone();
-    let mut rec = staged.commit().await?;
-    if rec.offset.0 > start
-        && let Some(why) = crate::lifecycle::after_commit(app, &mut rec, &limits).await?
-    {
-        return Err(Problem::from(crate::limits::Refusal::TypeNotAllowed(why)));
+    let crate::uploads::Appended { mut rec, end, refusal, .. } = append.commit(app).await?;
+    if let Some(r) = refusal {
+        return Err(Problem::from(r).with_offset(rec.offset.0));
     }
     match end {
         BodyEnd::Finished => {}
-        BodyEnd::QuotaReached => {
-            let used = app.usage.project(rec.project_id).bytes();
-            let message = crate::limits::quota_message(app, &limits, used, None);
-            return Err(
-                Problem::from(crate::limits::Refusal::QuotaExceeded(message)).with_offset(rec.offset.0)
-            );
-        }
         BodyEnd::OverLimit => {
             return Err(Problem::inconsistent_length("the body runs past the upload's length".to_string())
                 .with_offset(rec.offset.0));

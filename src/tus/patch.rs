@@ -17,7 +17,8 @@ use crate::digest::ExpectedDigest;
 use crate::http::{Response, empty, set};
 use crate::lock::UploadLock;
 use crate::store::UploadRecord;
-use crate::store::append::{AppendPlan, BodyEnd, stage};
+use crate::store::append::BodyEnd;
+use crate::uploads::{self, AppendOptions, Appended};
 
 pub async fn append(
     app: &Arc<App>,
@@ -145,12 +146,7 @@ pub(super) async fn append_body(
     lock: &UploadLock,
 ) -> Result<UploadRecord, TusError> {
     let offset = rec.offset;
-    let limits = crate::limits::for_upload(app, &rec);
-    let room = match (rec.length, limits.limits.max_size) {
-        (Some(len), _) => len - offset.0,
-        (None, Some(max)) => max.saturating_sub(offset.0),
-        (None, None) => i64::MAX as u64 - offset.0,
-    };
+    let (room, limits) = uploads::room(app, &rec);
     if let Some(cl) = headers::content_length(h)
         && cl > room
     {
@@ -163,38 +159,26 @@ pub(super) async fn append_body(
         return Err(TusError::too_large(msg).with_offset(offset));
     }
     let trailer_announced = headers::checksum_trailer_announced(h);
-    let plan = AppendPlan {
-        limit: room,
+    let opts = AppendOptions {
         checksum: checksum.as_ref().map(|c| c.algorithm),
         verify_before_commit: checksum.is_some() || trailer_announced,
-        read_timeout: app.cfg.read_timeout,
-        progress: Some(app.events.clone()),
-        min_free_space: app.cfg.min_free_space,
-        budget: app.usage.budget(rec.project_id, limits.quota),
-        sniff: crate::asset::process::sniff_gate(app, &rec, &limits).await?,
     };
-    let mut staged = stage(app.store.clone(), rec, body, plan, lock.cancelled()).await?;
-    if staged.end == BodyEnd::TypeRefused {
-        let prefix = staged.sniffed_prefix.take().unwrap_or_default();
-        let rec = staged.discard().await?;
-        let sniffed = crate::asset::sniff::sniff(&prefix);
-        let why = crate::asset::process::refuse(app, rec, sniffed, &limits).await?;
-        return Err(TusError::from(crate::limits::Refusal::TypeNotAllowed(why)));
-    }
+    let mut append = uploads::stream(app, rec, body, room, limits, opts, lock).await?;
 
     // checksum / checksum-trailer: the chunk is kept only if it verifies.
+    let staged = &mut append.staged;
     let trailer = staged.trailers.as_ref().and_then(|t| t.get(UPLOAD_CHECKSUM)).cloned();
     let expected = match (checksum, trailer) {
         (Some(c), _) => Some(c),
         (None, Some(v)) => match headers::checksum_value(v.to_str().unwrap_or("")) {
             Ok(c) => Some(c),
             Err(e) => {
-                let rec = staged.discard().await?;
+                let rec = append.discard().await?;
                 return Err(e.with_offset(rec.offset));
             }
         },
         (None, None) if trailer_announced && staged.end == BodyEnd::Finished => {
-            let rec = staged.discard().await?;
+            let rec = append.discard().await?;
             return Err(TusError::bad_request(
                 "ERR_CHECKSUM_TRAILER_MISSING",
                 "the request announced an Upload-Checksum trailer but did not send one; the chunk was discarded",
@@ -204,16 +188,16 @@ pub(super) async fn append_body(
         (None, None) => None,
     };
     if let Some(expected) = expected {
-        if staged.end != BodyEnd::Finished {
-            let end = staged.end.clone();
-            let rec = staged.discard().await?;
+        if append.staged.end != BodyEnd::Finished {
+            let end = append.staged.end.clone();
+            let rec = append.discard().await?;
             return Err(end_error(app, &end, 0, rec.length)
                 .with_offset(rec.offset)
                 .with_header(HeaderName::from_static("x-tusk-discarded"), "checksum-unverifiable"));
         }
-        let digest = staged.digest(expected.algorithm).await?;
+        let digest = append.staged.digest(expected.algorithm).await?;
         if digest != expected.digest {
-            let rec = staged.discard().await?;
+            let rec = append.discard().await?;
             return Err(TusError::new(
                 StatusCode::from_u16(460).expect("460 is a valid status"),
                 "ERR_CHECKSUM_MISMATCH",
@@ -223,24 +207,14 @@ pub(super) async fn append_body(
         }
     }
 
-    let end = staged.end.clone();
-    let received = staged.received();
-    let mut rec = staged.commit().await?;
-    if rec.offset.0 > offset.0
-        && let Some(why) = crate::lifecycle::after_commit(app, &mut rec, &limits).await?
-    {
-        return Err(TusError::from(crate::limits::Refusal::TypeNotAllowed(why)));
+    let Appended { rec, end, received, refusal } = append.commit(app).await?;
+    if let Some(r) = refusal {
+        return Err(TusError::from(r).with_offset(rec.offset));
     }
     if end == BodyEnd::Finished {
         return Ok(rec);
     }
-    if end == BodyEnd::QuotaReached {
-        let used = app.usage.project(rec.project_id).bytes();
-        let r = crate::limits::Refusal::QuotaExceeded(crate::limits::quota_message(app, &limits, used, None));
-        return Err(TusError::from(r).with_offset(rec.offset));
-    }
-    let length = rec.length;
-    Err(end_error(app, &end, received, length).with_offset(rec.offset))
+    Err(end_error(app, &end, received, rec.length).with_offset(rec.offset))
 }
 
 /// The answer for a body that did not end normally. Whatever arrived was kept.
