@@ -3,7 +3,8 @@
 //!
 //! Layout: `tus` (protocol), `store` (sled metadata + byte files; `store::append`
 //! is where bodies become bytes), `lock` (one writer per upload), `expiry`
-//! (sweeper), `server` + `app` (plumbing and routing). Who may do what:
+//! (sweeper), `server` + `app` (plumbing and routing), `uploads` (the upload
+//! service every protocol creates and appends through). Who may do what:
 //! `auth` (API keys), `tokens` (upload tokens), `upload_url` (signed upload
 //! URLs), `limits` (size, type, duration and quota checks), `projects`
 //! (per-project policy) and `usage` (what each project stores).

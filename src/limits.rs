@@ -135,10 +135,19 @@ pub struct Admitted {
     pub limits: UploadLimits,
     pub token_id: Option<String>,
     pub metadata: Vec<(String, String)>,
+    /// The upload token's id and `max_uploads`, if the creation uses one of its uploads.
+    pub token_use: Option<(String, u64)>,
 }
 
-/// Checks a creation against every limit, before anything is stored. Takes
-/// one of an upload token's uses, so call it last.
+/// The refusal once an upload token has made all its uploads.
+pub fn uploads_used_up(max: u64) -> Refusal {
+    Refusal::UploadsUsedUp(format!(
+        "this upload token allows {max} upload{} and all of them have been made",
+        if max == 1 { "" } else { "s" }
+    ))
+}
+
+/// Checks a creation against every limit, before anything is stored.
 pub fn admit(app: &App, caller: &Caller, c: &Creation) -> Result<Admitted, Refusal> {
     let (kept, token) = match &caller.grant {
         Grant::Key => (c.requested.clone(), None),
@@ -174,18 +183,14 @@ pub fn admit(app: &App, caller: &Caller, c: &Creation) -> Result<Admitted, Refus
             return Err(Refusal::QuotaExceeded(quota_message(app, &e, used, Some(n))));
         }
     }
-    let mut metadata = Vec::new();
-    if let Some(t) = &token {
-        if !c.partial
-            && let Some(max) = t.max_uploads
-            && !app.store.take_token_use(&t.token_id, max).map_err(|e| Refusal::Forbidden(e.to_string()))?
-        {
-            return Err(Refusal::UploadsUsedUp(format!(
-                "this upload token allows {max} upload{} and all of them have been made",
-                if max == 1 { "" } else { "s" }
-            )));
-        }
-        metadata = t.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    }
-    Ok(Admitted { limits: kept, token_id: token.map(|t| t.token_id.clone()), metadata })
+    let metadata = token.as_ref().map(|t| t.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+    // Parts of a concatenation are not uploads of their own: the final counts.
+    let token_use =
+        token.as_ref().filter(|_| !c.partial).and_then(|t| Some((t.token_id.clone(), t.max_uploads?)));
+    Ok(Admitted {
+        limits: kept,
+        token_id: token.map(|t| t.token_id.clone()),
+        metadata: metadata.unwrap_or_default(),
+        token_use,
+    })
 }

@@ -71,6 +71,12 @@ pub fn create(app: &App, caller: &Caller, new: NewUpload) -> Result<UploadRecord
         requested: new.limits,
     };
     let admitted = limits::admit(app, caller, &creation)?;
+    // Last, so a creation refused by anything else costs the token no use.
+    if let Some((token_id, max)) = &admitted.token_use
+        && !app.store.take_token_use(token_id, *max)?
+    {
+        return Err(limits::uploads_used_up(*max).into());
+    }
     let mut rec =
         UploadRecord::new(uuid::Uuid::now_v7(), caller.project_id, new.length, new.metadata, new.concat);
     rec.asset = new.asset;
