@@ -97,6 +97,16 @@ pub fn create(app: &App, caller: &Caller, new: NewUpload) -> Result<UploadRecord
     Ok(rec)
 }
 
+/// The upload as its file really is before new bytes go after it: bytes
+/// removed from under the server are noticed and the offset wound back
+/// (`Store::verify_offset`), and the project's usage follows.
+pub async fn verified(app: &App, rec: UploadRecord) -> Result<UploadRecord, StoreError> {
+    let before = rec.share();
+    let rec = app.store.verify_offset(rec).await?;
+    app.usage.moved(rec.project_id, before, rec.share());
+    Ok(rec)
+}
+
 /// How many more bytes `rec` may take now (its declared length, else its
 /// size limit), and the limits that apply to it.
 pub fn room(app: &App, rec: &UploadRecord) -> (u64, limits::Effective) {

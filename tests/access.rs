@@ -480,3 +480,17 @@ fn upload_link_prints_a_page_url_whose_token_uploads_into_the_project() {
     let tokens = json(&api(&s, "GET", "/v1/upload-tokens", Some(&key), None));
     assert_eq!(tokens["data"][0]["max_uploads"], 1, "{tokens}");
 }
+
+#[test]
+fn usage_follows_bytes_removed_from_under_the_server() {
+    let (s, key, _d) = keyed(&[]);
+    let (path, _) = tus_create(&s, Some(&key), 10_000, None);
+    assert_eq!(tus_patch(&s, Some(&key), &path, 0, &bytes(6000, 4)).status, 204);
+    assert_eq!(usage(&s, &key)["bytes_stored"], 6000);
+    // Someone cuts the data file; the next PATCH notices and winds back.
+    let file = s.upload_file(&path).expect("data file");
+    std::fs::OpenOptions::new().write(true).open(&file).unwrap().set_len(2000).unwrap();
+    let r = tus_patch(&s, Some(&key), &path, 6000, b"x");
+    assert_eq!((r.status, r.header("upload-offset")), (409, Some("2000")), "{r:?}");
+    assert_eq!(usage(&s, &key)["bytes_stored"], 2000);
+}

@@ -321,7 +321,7 @@ async fn append(
     let lock = app.locks.lock(id).await.map_err(|_| Problem::locked())?;
     let rec = find(app, caller, id)?;
     // Bytes removed from under the server are noticed before new ones go after them.
-    let mut rec = app.store.verify_offset(rec).await?;
+    let mut rec = crate::uploads::verified(app, rec).await?;
     if rec.is_complete() {
         return Err(Problem::completed(rec.offset.0));
     }

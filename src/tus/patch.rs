@@ -45,7 +45,7 @@ pub async fn append(
     let rec = find(app, caller, id)?;
     super::check_not_refused(rec.refused.as_ref())?;
     // Bytes removed from under the server are noticed before new ones go after them.
-    let mut rec = app.store.verify_offset(rec).await?;
+    let mut rec = crate::uploads::verified(app, rec).await?;
     if rec.is_final() {
         return Err(TusError::new(
             StatusCode::FORBIDDEN,
