@@ -21,7 +21,7 @@ use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::secrets::{hash_secret, random_hex, write_json_atomic};
+use crate::secrets::{hash_secret, random_hex, read_json_dir, write_json_atomic};
 use crate::store::{Owner, Timestamp};
 use crate::tokens::TokenRecord;
 
@@ -292,19 +292,7 @@ impl Keys {
 }
 
 fn read_all(dir: &Path) -> io::Result<Vec<KeyRecord>> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.extension().and_then(|e| e.to_str()) != Some("json") {
-            continue;
-        }
-        match fs::read(&path).map(|b| serde_json::from_slice::<KeyRecord>(&b)) {
-            Ok(Ok(k)) => out.push(k),
-            Ok(Err(e)) => tracing::warn!(file = %path.display(), error = %e, "ignoring unreadable key file"),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {} // replaced while listing
-            Err(e) => return Err(e),
-        }
-    }
+    let mut out: Vec<KeyRecord> = read_json_dir(dir, "key")?;
     out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.key_id.cmp(&b.key_id)));
     Ok(out)
 }

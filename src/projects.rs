@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::asset::AssetType;
 use crate::auth::{project_id, valid_project_name};
-use crate::secrets::write_json_atomic;
+use crate::secrets::{read_json_dir, write_json_atomic};
 use crate::store::Timestamp;
 use crate::store::UploadLimits;
 use crate::usage::{Usage, UsageFigures};
@@ -122,25 +122,7 @@ pub fn set_policy(data_dir: &Path, name: &str, change: &PolicyChange) -> io::Res
 }
 
 pub fn list_policies(data_dir: &Path) -> io::Result<Vec<Policy>> {
-    let dir = projects_dir(data_dir);
-    if !dir.exists() {
-        return Ok(Vec::new());
-    }
-    let mut out = Vec::new();
-    for entry in fs::read_dir(&dir)? {
-        let path = entry?.path();
-        if path.extension().and_then(|e| e.to_str()) != Some("json") {
-            continue;
-        }
-        match fs::read(&path).map(|b| serde_json::from_slice::<Policy>(&b)) {
-            Ok(Ok(p)) => out.push(p),
-            Ok(Err(e)) => {
-                tracing::warn!(file = %path.display(), error = %e, "ignoring unreadable project file")
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-    }
+    let mut out: Vec<Policy> = read_json_dir(&projects_dir(data_dir), "project")?;
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
 }

@@ -7,6 +7,7 @@ use std::io;
 use std::path::Path;
 
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 /// Hex SHA-256 of a secret: all a data directory keeps of it.
@@ -28,4 +29,31 @@ pub(crate) fn write_json_atomic<T: Serialize>(path: &Path, rec: &T) -> io::Resul
     fs::File::open(&tmp)?.sync_all()?;
     fs::rename(&tmp, path)?;
     fs::File::open(path.parent().expect("the file has a folder"))?.sync_all()
+}
+
+/// Every `*.json` file of a folder, decoded (none if the folder is missing).
+/// A file that does not decode is logged and skipped, naming `what` it is;
+/// one replaced while listing is simply not there.
+pub(crate) fn read_json_dir<T: DeserializeOwned>(dir: &Path, what: &str) -> io::Result<Vec<T>> {
+    let mut out = Vec::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        match fs::read(&path).map(|b| serde_json::from_slice::<T>(&b)) {
+            Ok(Ok(v)) => out.push(v),
+            Ok(Err(e)) => {
+                tracing::warn!(file = %path.display(), error = %e, "ignoring unreadable {what} file")
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
 }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::asset::AssetType;
-use crate::secrets::{hash_secret, random_hex, write_json_atomic};
+use crate::secrets::{hash_secret, random_hex, read_json_dir, write_json_atomic};
 use crate::store::Timestamp;
 use crate::store::UploadLimits;
 
@@ -108,25 +108,7 @@ pub fn create(
 }
 
 pub fn list(data_dir: &Path) -> io::Result<Vec<TokenRecord>> {
-    let dir = tokens_dir(data_dir);
-    if !dir.exists() {
-        return Ok(Vec::new());
-    }
-    let mut out = Vec::new();
-    for entry in fs::read_dir(&dir)? {
-        let path = entry?.path();
-        if path.extension().and_then(|e| e.to_str()) != Some("json") {
-            continue;
-        }
-        match fs::read(&path).map(|b| serde_json::from_slice::<TokenRecord>(&b)) {
-            Ok(Ok(t)) => out.push(t),
-            Ok(Err(e)) => {
-                tracing::warn!(file = %path.display(), error = %e, "ignoring unreadable token file")
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-    }
+    let mut out: Vec<TokenRecord> = read_json_dir(&tokens_dir(data_dir), "token")?;
     out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.token_id.cmp(&b.token_id)));
     Ok(out)
 }

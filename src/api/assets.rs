@@ -174,43 +174,7 @@ pub async fn create(
             None
         }
     };
-    let mut metadata = BTreeMap::new();
-    match body.remove("metadata") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(map)) => {
-            use crate::tus::headers::{MAX_METADATA_BYTES, MAX_METADATA_PAIRS};
-            let bytes: usize = map.iter().map(|(k, v)| k.len() + v.as_str().map_or(0, str::len)).sum();
-            if map.len() > MAX_METADATA_PAIRS {
-                errors.push(FieldError::new(
-                    "metadata",
-                    "too_many",
-                    format!("has {} keys; at most {MAX_METADATA_PAIRS} are accepted", map.len()),
-                ));
-            } else if bytes > MAX_METADATA_BYTES {
-                errors.push(FieldError::new(
-                    "metadata",
-                    "too_large",
-                    format!(
-                        "keys and values add up to {bytes} bytes; at most {MAX_METADATA_BYTES} are accepted"
-                    ),
-                ));
-            }
-            for (k, v) in map {
-                let key_ok = !k.is_empty() && k.bytes().all(|b| b.is_ascii_graphic() && b != b',');
-                match v {
-                    Value::String(s) if key_ok => {
-                        metadata.insert(k, s);
-                    }
-                    _ => errors.push(FieldError::new(
-                        &format!("metadata.{k}"),
-                        "invalid",
-                        "keys are printable ASCII without spaces or commas; values are strings",
-                    )),
-                }
-            }
-        }
-        Some(_) => errors.push(FieldError::new("metadata", "invalid", "must be an object of strings")),
-    }
+    let metadata = metadata_field(&mut body, &mut errors);
     let ttl = match body.remove("expires_in") {
         None | Some(Value::Null) => app.cfg.upload_url_ttl,
         Some(Value::Number(n)) if json_u64(&n).is_some_and(|v| v >= 1 && v <= MAX_URL_TTL.as_secs()) => {
@@ -275,6 +239,53 @@ pub async fn create(
     let mut resp = json_response(StatusCode::CREATED, serde_json::to_vec(&view.asset(&rec)).expect("json"));
     set(resp.headers_mut(), LOCATION, format!("{}{}{}", view.origin, app.cfg.base_path, id));
     Ok(resp)
+}
+
+/// The `metadata` field of a request body: an object of strings with
+/// tus-compatible keys, bounded like `Upload-Metadata` (`POST /v1/assets`
+/// and `POST /v1/upload-tokens` take the same).
+pub(super) fn metadata_field(
+    body: &mut serde_json::Map<String, Value>,
+    errors: &mut Vec<FieldError>,
+) -> BTreeMap<String, String> {
+    let mut metadata = BTreeMap::new();
+    match body.remove("metadata") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(map)) => {
+            use crate::tus::headers::{MAX_METADATA_BYTES, MAX_METADATA_PAIRS};
+            let bytes: usize = map.iter().map(|(k, v)| k.len() + v.as_str().map_or(0, str::len)).sum();
+            if map.len() > MAX_METADATA_PAIRS {
+                errors.push(FieldError::new(
+                    "metadata",
+                    "too_many",
+                    format!("has {} keys; at most {MAX_METADATA_PAIRS} are accepted", map.len()),
+                ));
+            } else if bytes > MAX_METADATA_BYTES {
+                errors.push(FieldError::new(
+                    "metadata",
+                    "too_large",
+                    format!(
+                        "keys and values add up to {bytes} bytes; at most {MAX_METADATA_BYTES} are accepted"
+                    ),
+                ));
+            }
+            for (k, v) in map {
+                let key_ok = !k.is_empty() && k.bytes().all(|b| b.is_ascii_graphic() && b != b',');
+                match v {
+                    Value::String(s) if key_ok => {
+                        metadata.insert(k, s);
+                    }
+                    _ => errors.push(FieldError::new(
+                        &format!("metadata.{k}"),
+                        "invalid",
+                        "keys are printable ASCII without spaces or commas; values are strings",
+                    )),
+                }
+            }
+        }
+        Some(_) => errors.push(FieldError::new("metadata", "invalid", "must be an object of strings")),
+    }
+    metadata
 }
 
 /// `max_size_bytes`, `allowed_types` and `max_duration_seconds` of a request

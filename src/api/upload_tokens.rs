@@ -2,14 +2,13 @@
 //! the credential a backend hands to a browser so it can upload into the
 //! project without the API key.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
-use super::assets::{json_object, json_u64, limits_fields};
+use super::assets::{json_object, json_u64, limits_fields, metadata_field};
 use super::error::{ApiError, FieldError};
 use super::json_response;
 use crate::app::App;
@@ -98,36 +97,7 @@ pub async fn create(app: &App, caller: &Caller, req: Request<Incoming>) -> Resul
         }
     };
     let limits = limits_fields(&mut body, &mut errors);
-    let mut metadata = BTreeMap::new();
-    match body.remove("metadata") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(map)) => {
-            use crate::tus::headers::{MAX_METADATA_BYTES, MAX_METADATA_PAIRS};
-            let bytes: usize = map.iter().map(|(k, v)| k.len() + v.as_str().map_or(0, str::len)).sum();
-            if map.len() > MAX_METADATA_PAIRS || bytes > MAX_METADATA_BYTES {
-                errors.push(FieldError::new(
-                    "metadata",
-                    "too_large",
-                    format!("at most {MAX_METADATA_PAIRS} keys and {MAX_METADATA_BYTES} bytes are accepted"),
-                ));
-            }
-            for (k, v) in map {
-                match v {
-                    Value::String(s)
-                        if !k.is_empty() && k.bytes().all(|b| b.is_ascii_graphic() && b != b',') =>
-                    {
-                        metadata.insert(k, s);
-                    }
-                    _ => errors.push(FieldError::new(
-                        &format!("metadata.{k}"),
-                        "invalid",
-                        "keys are printable ASCII without spaces or commas; values are strings",
-                    )),
-                }
-            }
-        }
-        Some(_) => errors.push(FieldError::new("metadata", "invalid", "must be an object of strings")),
-    }
+    let metadata = metadata_field(&mut body, &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::invalid(errors));
     }
