@@ -163,12 +163,8 @@ fn usage_of(
 ) -> std::io::Result<(std::collections::HashMap<uuid::Uuid, UsageFigures>, String)> {
     match tusk::store::Store::open(data_dir) {
         Ok(store) => {
-            let usage = tusk::usage::Usage::default();
-            for rec in store.records() {
-                let rec = rec.map_err(std::io::Error::other)?;
-                usage.count(rec.project_id, rec.share());
-            }
-            Ok((usage.all().into_iter().collect(), "counted from the data directory".into()))
+            let totals = store.usage_totals().map_err(std::io::Error::other)?;
+            Ok((totals, "counted from the data directory".into()))
         }
         Err(_) => match projects::read_usage(data_dir)? {
             Some((at, figures)) => {

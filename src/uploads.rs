@@ -88,10 +88,7 @@ pub fn create(app: &App, caller: &Caller, new: NewUpload) -> Result<UploadRecord
     rec.token_id = admitted.token_id;
     rec.awaiting_completion = new.awaiting_completion;
     rec.url_ttl_secs = new.url_ttl_secs;
-    app.store.put(&rec)?;
-    if rec.asset.is_some() {
-        app.store.index_asset(rec.project_id, rec.id)?;
-    }
+    app.store.insert_new(&rec)?;
     app.usage.created(rec.project_id, rec.asset.is_some(), true);
     app.events.emit(crate::events::Kind::Created, &rec);
     Ok(rec)

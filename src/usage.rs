@@ -121,9 +121,14 @@ impl Usage {
         self.moved(project, Share::default(), Share { bytes: 0, asset, in_flight });
     }
 
-    /// Counts a stored upload (start-up).
-    pub fn count(&self, project: Uuid, share: Share) {
-        self.moved(project, Share::default(), share);
+    /// Counts what is stored (start-up).
+    pub fn load(&self, totals: impl IntoIterator<Item = (Uuid, UsageFigures)>) {
+        for (project, t) in totals {
+            let p = self.project(project);
+            p.add_bytes(t.bytes_stored as i64);
+            p.assets.fetch_add(t.assets as i64, Ordering::Relaxed);
+            p.in_flight.fetch_add(t.uploads_in_flight as i64, Ordering::Relaxed);
+        }
     }
 
     /// A budget for one request that streams into an upload of `project`.

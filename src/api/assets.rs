@@ -423,11 +423,7 @@ pub async fn list(
     let (app, project) = (app.clone(), caller.project_id);
     let origin = View::new(&app, req.headers(), req.uri()).origin;
     let body = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
-        let (page, next) = app.store.list_assets(project, cursor, limit, |rec| {
-            let Some(a) = &rec.asset else { return false };
-            state.is_none_or(|s| a.state == s)
-                && kind.is_none_or(|k| a.sniffed.as_ref().is_some_and(|x| x.kind == k))
-        })?;
+        let (page, next) = app.store.list_assets(project, cursor, limit, state, kind)?;
         let view = View { app: &app, origin };
         let data: Vec<Value> = page.iter().map(|r| view.asset(r)).collect();
         Ok(serde_json::to_vec(&json!({ "data": data, "next_cursor": next })).expect("json"))

@@ -238,22 +238,14 @@ async fn run(app: Arc<App>, id: Uuid) {
 /// At start-up: finish what a restart interrupted.
 pub async fn resume_all(app: &Arc<App>) {
     let store = app.store.clone();
-    let todo = tokio::task::spawn_blocking(move || {
-        store
-            .records()
-            .filter_map(Result::ok)
-            .filter_map(|r| {
-                let state = r.asset.as_ref()?.state;
-                match state {
-                    AssetState::Processing => Some((r.id, true)),
-                    AssetState::PendingUpload if r.is_complete() => Some((r.id, false)),
-                    _ => None,
-                }
-            })
-            .collect::<Vec<_>>()
-    })
-    .await
-    .unwrap_or_default();
+    let todo = tokio::task::spawn_blocking(move || store.unprocessed()).await;
+    let (processing, not_started) = match todo {
+        Ok(Ok(todo)) => todo,
+        Ok(Err(e)) => return tracing::error!(error = %e, "could not read what processing must resume"),
+        Err(e) => return tracing::error!(error = %e, "could not read what processing must resume"),
+    };
+    let todo =
+        processing.into_iter().map(|id| (id, true)).chain(not_started.into_iter().map(|id| (id, false)));
     for (id, processing) in todo {
         if processing {
             tokio::spawn(run(app.clone(), id));

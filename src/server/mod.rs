@@ -45,10 +45,10 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> io::Result<()> {
         move || -> Result<Store, String> {
             let store =
                 Store::open(&data_dir).map_err(|e| format!("cannot open {}: {e}", data_dir.display()))?;
-            // One pass: offsets checked against the files, and each project's
-            // usage counted from the (now true) offsets.
-            let fixed =
-                store.reconcile(|rec| usage.count(rec.project_id, rec.share())).map_err(|e| e.to_string())?;
+            // Only the uploads in flight are read: their offsets checked
+            // against the files, and added to the settled usage counters.
+            let (fixed, totals) = store.resume().map_err(|e| e.to_string())?;
+            usage.load(totals);
             if fixed > 0 {
                 tracing::warn!(
                     uploads = fixed,

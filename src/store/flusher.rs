@@ -50,6 +50,9 @@ struct Shared {
 pub struct Flusher {
     shared: Arc<Shared>,
     done_rx: watch::Receiver<u64>,
+    /// Joined on drop: the thread holds a handle of the database, which
+    /// stays locked until the last one goes.
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Flusher {
@@ -58,11 +61,11 @@ impl Flusher {
             Arc::new(Shared { state: Mutex::default(), work: Condvar::new(), flushed: Condvar::new() });
         let (done_tx, done_rx) = watch::channel(0u64);
         let thread_shared = shared.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("tusk-flush".into())
             .spawn(move || run(db, &thread_shared, done_tx))
             .expect("spawning the flush thread");
-        Flusher { shared, done_rx }
+        Flusher { shared, done_rx, thread: Some(thread) }
     }
 
     fn ticket(&self) -> u64 {
@@ -113,6 +116,9 @@ impl Drop for Flusher {
         self.shared.state.lock().expect("flush state").stop = true;
         self.shared.work.notify_one();
         self.shared.flushed.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 

@@ -13,15 +13,22 @@
 pub mod append;
 mod block;
 mod flusher;
+mod index;
 pub mod record;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use uuid::Uuid;
+
+use crate::asset::{AssetState, AssetType};
+use crate::usage::{Share, UsageFigures};
+use record::{KIND_UNKNOWN, Placement, PlacementView, group, kind_code, state_group};
 
 pub use record::{
     Concat, GoneReason, Offset, Owner, Timestamp, Tombstone, UploadLimits, UploadRecord, UploadStatus,
@@ -52,6 +59,15 @@ impl From<sled::Error> for StoreError {
     }
 }
 
+impl From<TransactionError<StoreError>> for StoreError {
+    fn from(e: TransactionError<StoreError>) -> Self {
+        match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => StoreError::Db(e),
+        }
+    }
+}
+
 impl From<io::Error> for StoreError {
     fn from(e: io::Error) -> Self {
         StoreError::Io(e)
@@ -60,7 +76,8 @@ impl From<io::Error> for StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// Most asset records one list request reads.
+/// Most index entries one list request reads without finding a match
+/// (entries whose record moved on: left by a crash, skipped).
 pub const LIST_SCAN: usize = 2000;
 /// About the most record bytes one list page returns (records are up to
 /// ~40 KiB with the largest metadata allowed).
@@ -71,9 +88,17 @@ pub struct Store {
     flusher: flusher::Flusher,
     uploads: sled::Tree,
     gone: sled::Tree,
-    /// `project id ++ upload id` for every asset: lists a project's assets
-    /// newest first (UUIDv7 ids sort by creation time).
-    project_assets: sled::Tree,
+    /// Every upload by group (in flight, or its asset's state), project,
+    /// type and id: lists, start-up and the processing queue read only what
+    /// they need (`index`).
+    by_state: sled::Tree,
+    /// Per project: the bytes and assets of its uploads no longer in flight
+    /// (`u64` bytes ++ `u64` assets, big-endian), moved in the transaction
+    /// that moves a record between in flight and settled. Start-up adds the
+    /// in-flight records it reads anyway, instead of reading every record.
+    settled: sled::Tree,
+    /// `schema` → the layout version of this directory's trees.
+    info: sled::Tree,
     /// Uploads made per upload token (big-endian u64), for `max_uploads`.
     token_uses: sled::Tree,
     /// Final uploads waiting for partial uploads to finish (concatenation-unfinished).
@@ -87,7 +112,7 @@ pub struct Store {
     /// (104 MiB RSS after 200k POSTs). `put` adds the id under its second; an
     /// upload touched again also sits under older seconds until the sweeper
     /// takes those and finds its record newer. In memory, rebuilt by
-    /// `reconcile` at start: a sled tree for it cost 7-10 % of POST/s (one
+    /// `resume` at start: a sled tree for it cost 7-10 % of POST/s (one
     /// more insert per request). A second's ids in a `Vec`: 16 bytes an
     /// upload, against ~50 in a `BTreeSet` of (time, id).
     touched: Mutex<BTreeMap<u64, Vec<Uuid>>>,
@@ -146,20 +171,65 @@ impl Store {
             // thread (4 MiB: 38 MiB, same POST/s, HEAD/s and PATCH speed).
             .cache_capacity(4 << 20)
             .open()?;
-        Ok(Store {
+        let store = Store {
             flusher: flusher::Flusher::start(db.clone()),
             uploads: db.open_tree("uploads")?,
             gone: db.open_tree("gone")?,
             waiting_finals: db.open_tree("waiting_finals")?,
             finals_by_part: db.open_tree("finals_by_part")?,
-            project_assets: db.open_tree("project_assets")?,
+            by_state: db.open_tree("by_state")?,
+            settled: db.open_tree("settled")?,
+            info: db.open_tree("info")?,
             token_uses: db.open_tree("token_uses")?,
             touched: Mutex::default(),
             db,
             files_dir,
             data_dir: data_dir.to_path_buf(),
             _dir_lock: dir_lock,
-        })
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Brings a directory written by an older tusk to [`SCHEMA`]: version 1
+    /// had no `by_state` index and no `settled` counters (lists and start-up
+    /// read every record). Built once, from one pass over the records.
+    fn migrate(&self) -> Result<()> {
+        let version =
+            self.info.get(b"schema")?.and_then(|v| v.as_ref().try_into().ok()).map(u32::from_be_bytes);
+        match version {
+            Some(SCHEMA) => return Ok(()),
+            Some(v) if v > SCHEMA => {
+                return Err(StoreError::Corrupt(format!(
+                    "this data directory was written by a newer tusk (layout {v}; this one knows up to {SCHEMA})"
+                )));
+            }
+            _ => {}
+        }
+        let mut counted: HashMap<Uuid, (u64, u64)> = HashMap::new();
+        let mut n = 0usize;
+        for item in self.uploads.iter() {
+            let (_, v) = item?;
+            let rec = decode(&v)?;
+            let p = rec.placement();
+            if let Some(k) = index::key(&p, rec.project_id, rec.id) {
+                self.by_state.insert(k, &[])?;
+            }
+            let c = counted.entry(rec.project_id).or_default();
+            c.0 += p.settled.bytes;
+            c.1 += u64::from(p.settled.asset);
+            n += 1;
+        }
+        for (project, (bytes, assets)) in counted {
+            self.settled.insert(project.as_bytes(), encode_settled(bytes, assets).to_vec())?;
+        }
+        let _ = self.db.drop_tree("project_assets");
+        self.info.insert(b"schema", &SCHEMA.to_be_bytes())?;
+        self.flush_blocking()?;
+        if n > 0 {
+            tracing::info!(uploads = n, "indexed the metadata of an older tusk (once)");
+        }
+        Ok(())
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -248,13 +318,73 @@ impl Store {
             .unwrap_or(0))
     }
 
-    /// Stores the record in memory; durable after the next `flush`.
+    /// Stores the record in memory; durable after the next `flush`. Most
+    /// writes (a PATCH's checkpoints and commit) leave its [`Placement`] as
+    /// it was and cost one insert; a write that moves it (sniffed, complete,
+    /// processed) moves its index key and its project's settled usage in one
+    /// transaction with it.
     pub fn put(&self, rec: &UploadRecord) -> Result<()> {
         let bytes = serde_json::to_vec(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let new = rec.placement();
+        let old = match self.uploads.get(rec.id.as_bytes())? {
+            Some(v) => Some(placement_of(&v)?),
+            None => None,
+        };
+        if old == Some(new) {
+            self.uploads.insert(rec.id.as_bytes(), bytes)?;
+        } else {
+            self.put_moved(rec, bytes, new)?;
+        }
+        if !rec.is_complete() {
+            self.touch(rec.updated_at, rec.id);
+        }
+        Ok(())
+    }
+
+    /// Stores a record made just now (no earlier version): its index key
+    /// first, then the record, without a transaction (one more insert per
+    /// creation). A crash between the two leaves only a key without a
+    /// record, which start-up removes.
+    pub fn insert_new(&self, rec: &UploadRecord) -> Result<()> {
+        let new = rec.placement();
+        if new.settled != Share::default() {
+            // Created complete (an empty upload): its usage moves too.
+            return self.put(rec);
+        }
+        let bytes = serde_json::to_vec(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        if let Some(k) = index::key(&new, rec.project_id, rec.id) {
+            self.by_state.insert(k, &[])?;
+        }
         self.uploads.insert(rec.id.as_bytes(), bytes)?;
         if !rec.is_complete() {
             self.touch(rec.updated_at, rec.id);
         }
+        Ok(())
+    }
+
+    fn put_moved(&self, rec: &UploadRecord, bytes: Vec<u8>, new: Placement) -> Result<()> {
+        let (id, project) = (rec.id, rec.project_id);
+        (&self.uploads, &self.by_state, &self.settled).transaction(|(uploads, by_state, settled)| {
+            let old = match uploads.insert(id.as_bytes(), bytes.as_slice())? {
+                Some(v) => Some(placement_of(&v).map_err(ConflictableTransactionError::Abort)?),
+                None => None,
+            };
+            if old == Some(new) {
+                return Ok(());
+            }
+            let old_key = old.as_ref().and_then(|p| index::key(p, project, id));
+            let new_key = index::key(&new, project, id);
+            if old_key != new_key {
+                if let Some(k) = old_key {
+                    by_state.remove(&k[..])?;
+                }
+                if let Some(k) = new_key {
+                    by_state.insert(&k[..], &[])?;
+                }
+            }
+            settle(settled, project, old.map(|p| p.settled).unwrap_or_default(), new.settled)?;
+            Ok(())
+        })?;
         Ok(())
     }
 
@@ -304,15 +434,26 @@ impl Store {
     /// only then deletes the bytes (`remove_file`): a crash in between leaves
     /// an orphan file, never a record whose bytes are gone.
     pub fn remove(&self, id: Uuid, reason: GoneReason) -> Result<Option<UploadRecord>> {
-        let removed = self.get(id)?;
-        if let Some(rec) = &removed {
-            self.project_assets.remove(index_key(rec.project_id, id))?;
-        }
-        let stone =
-            Tombstone { reason, at: Timestamp::now(), project_id: removed.as_ref().map(|r| r.project_id) };
-        let stone = serde_json::to_vec(&stone).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.gone.insert(id.as_bytes(), stone)?;
-        self.uploads.remove(id.as_bytes())?;
+        let removed = (&self.uploads, &self.gone, &self.by_state, &self.settled).transaction(
+            |(uploads, gone, by_state, settled)| {
+                let removed = match uploads.remove(id.as_bytes())? {
+                    Some(v) => Some(decode(&v).map_err(ConflictableTransactionError::Abort)?),
+                    None => None,
+                };
+                let project_id = removed.as_ref().map(|r: &UploadRecord| r.project_id);
+                let stone = Tombstone { reason, at: Timestamp::now(), project_id };
+                let stone = serde_json::to_vec(&stone).expect("a tombstone serializes");
+                gone.insert(id.as_bytes(), stone)?;
+                if let Some(rec) = &removed {
+                    let p = rec.placement();
+                    if let Some(k) = index::key(&p, rec.project_id, id) {
+                        by_state.remove(&k[..])?;
+                    }
+                    settle(settled, rec.project_id, p.settled, Share::default())?;
+                }
+                Ok(removed)
+            },
+        )?;
         if let Some(rec) = &removed {
             self.remove_waiting_final(rec)?;
         }
@@ -342,6 +483,8 @@ impl Store {
         Ok(n)
     }
 
+    /// Every record, in id order: for tools and tests, never the server's
+    /// own paths (those read the index).
     pub fn records(&self) -> impl Iterator<Item = Result<UploadRecord>> + '_ {
         self.uploads.iter().map(|item| {
             let (_, v) = item?;
@@ -349,45 +492,54 @@ impl Store {
         })
     }
 
-    /// Adds an asset to its project's listing.
-    pub fn index_asset(&self, project: Uuid, id: Uuid) -> Result<()> {
-        self.project_assets.insert(index_key(project, id), &[])?;
-        Ok(())
-    }
-
-    /// A project's assets, newest first, starting after `cursor`, keeping
-    /// those `keep` accepts. Returns the page and the cursor of the next one.
+    /// A project's assets, newest first, older than `cursor`, in `state`
+    /// and of `kind` if given. Returns the page and the cursor of the next one.
     ///
-    /// Bounded whatever is stored: at most `LIST_SCAN` records are read and
-    /// about `LIST_PAGE_BYTES` returned. A filter that matches little can
-    /// therefore give a short (even empty) page with a cursor to go on from.
+    /// Costs what it returns: only index entries under the asked state and
+    /// type are read (`index`). At most about `LIST_PAGE_BYTES` are returned,
+    /// and at most `LIST_SCAN` stale entries skipped, so a page can be short
+    /// with a cursor to go on from.
     pub fn list_assets(
         &self,
         project: Uuid,
         cursor: Option<Uuid>,
         limit: usize,
-        keep: impl Fn(&UploadRecord) -> bool,
+        state: Option<AssetState>,
+        kind: Option<AssetType>,
     ) -> Result<(Vec<UploadRecord>, Option<Uuid>)> {
-        let lo = index_key(project, Uuid::nil());
-        let hi = match cursor {
-            Some(c) => index_key(project, c),
-            None => index_key(project, Uuid::max()),
+        let groups: Vec<u8> = match state {
+            Some(s) => vec![state_group(s)],
+            None => AssetState::ALL.iter().map(|s| state_group(*s)).collect(),
+        };
+        let kinds: Vec<u8> = match kind {
+            Some(k) => vec![kind_code(k)],
+            None => AssetType::ALL.iter().map(|k| kind_code(*k)).chain([KIND_UNKNOWN]).collect(),
         };
         let mut page = Vec::new();
         let mut bytes = 0;
         // The next page starts after the last asset returned, or after the
-        // last one read when the scan budget ran out before the page filled.
+        // last entry read when the skip budget ran out before the page filled.
         let (mut last_read, mut last_kept) = (None, None);
-        for (scanned, item) in self.project_assets.range(lo..hi).rev().enumerate() {
+        let mut skipped = 0;
+        for item in index::Newest::new(&self.by_state, project, &groups, &kinds, cursor) {
             let full = page.len() == limit || bytes >= LIST_PAGE_BYTES;
-            if scanned == LIST_SCAN {
+            if skipped == LIST_SCAN {
                 return Ok((page, if full { last_kept } else { last_read }));
             }
-            let (k, _) = item?;
-            let id = Uuid::from_slice(&k[16..]).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let Some(raw) = self.uploads.get(id.as_bytes())? else { continue };
+            let (id, key) = item?;
+            let Some(raw) = self.uploads.get(id.as_bytes())? else {
+                skipped += 1;
+                last_read = Some(id);
+                continue;
+            };
             let rec = decode(&raw)?;
-            if !keep(&rec) {
+            let listed = rec.asset.as_ref().is_some_and(|a| {
+                state.is_none_or(|s| a.state == s)
+                    && kind.is_none_or(|k| a.sniffed.as_ref().is_some_and(|x| x.kind == k))
+            });
+            if !listed || index::key(&rec.placement(), project, id).as_ref().map(|k| &k[..]) != Some(&key[..])
+            {
+                skipped += 1;
                 last_read = Some(id);
                 continue;
             }
@@ -502,25 +654,93 @@ impl Store {
         File::open(self.file_path(id))
     }
 
-    /// Start-up check: an unfinished upload whose file is shorter than its
-    /// recorded offset (a disk that lost synced data, or a file removed by
-    /// hand) is wound back to what is really there, re-hashing the prefix.
-    pub fn reconcile(&self, mut each: impl FnMut(&UploadRecord)) -> Result<usize> {
+    /// The records under index group `g` of every project, each checked
+    /// against its key; keys whose record is gone or placed elsewhere
+    /// (a crash between a creation's two inserts) are removed.
+    fn group_records(&self, g: u8, mut each: impl FnMut(UploadRecord) -> Result<()>) -> Result<()> {
+        for item in self.by_state.scan_prefix([g]) {
+            let (key, _) = item?;
+            let Some(id) = index::id_of(&key) else { continue };
+            let rec = match self.uploads.get(id.as_bytes())? {
+                Some(v) => decode(&v)?,
+                None => {
+                    self.by_state.remove(&key)?;
+                    continue;
+                }
+            };
+            if index::key(&rec.placement(), rec.project_id, id).as_ref().map(|k| &k[..]) != Some(&key[..]) {
+                self.by_state.remove(&key)?;
+                continue;
+            }
+            each(rec)?;
+        }
+        Ok(())
+    }
+
+    /// Every project's usage: the settled counters plus the uploads in
+    /// flight, which are read (there are few; the rest are not).
+    pub fn usage_totals(&self) -> Result<HashMap<Uuid, UsageFigures>> {
+        let mut totals = self.settled_totals()?;
+        self.group_records(group::IN_FLIGHT, |rec| {
+            add_share(&mut totals, rec.project_id, rec.share());
+            Ok(())
+        })?;
+        Ok(totals)
+    }
+
+    fn settled_totals(&self) -> Result<HashMap<Uuid, UsageFigures>> {
+        let mut totals = HashMap::new();
+        for item in self.settled.iter() {
+            let (k, v) = item?;
+            let (Ok(project), Some((bytes, assets))) = (Uuid::from_slice(&k), decode_settled(&v)) else {
+                continue;
+            };
+            totals.insert(project, UsageFigures { bytes_stored: bytes, assets, uploads_in_flight: 0 });
+        }
+        Ok(totals)
+    }
+
+    /// Start-up: reads only the uploads in flight (and assets still
+    /// `pending_upload`). Each is filed for expiry; one whose file is shorter
+    /// than its recorded offset (a disk that lost synced data, or a file
+    /// removed by hand) is wound back to what is really there, re-hashing the
+    /// prefix. Returns how many were wound back and every project's usage.
+    pub fn resume(&self) -> Result<(usize, HashMap<Uuid, UsageFigures>)> {
+        let mut totals = self.settled_totals()?;
         let mut fixed = 0;
-        for rec in self.records() {
-            let mut rec = rec?;
+        self.group_records(group::IN_FLIGHT, |mut rec| {
             if self.reconcile_one(&mut rec)? {
                 fixed += 1;
             }
-            each(&rec);
-        }
+            add_share(&mut totals, rec.project_id, rec.share());
+            Ok(())
+        })?;
         if fixed > 0 {
             self.flush_blocking()?;
         }
-        Ok(fixed)
+        Ok((fixed, totals))
     }
 
-    /// `reconcile` for one record; true if it was wound back.
+    /// What processing must finish after a restart: assets left
+    /// `processing`, and complete ones never started (still `pending_upload`).
+    /// Reads those alone.
+    pub fn unprocessed(&self) -> Result<(Vec<Uuid>, Vec<Uuid>)> {
+        let mut processing = Vec::new();
+        for item in self.by_state.scan_prefix([group::PROCESSING]) {
+            let (key, _) = item?;
+            processing.extend(index::id_of(&key));
+        }
+        let mut not_started = Vec::new();
+        self.group_records(group::IN_FLIGHT, |rec| {
+            if rec.is_complete() && rec.asset.as_ref().is_some_and(|a| a.state == AssetState::PendingUpload) {
+                not_started.push(rec.id);
+            }
+            Ok(())
+        })?;
+        Ok((processing, not_started))
+    }
+
+    /// `resume` for one record; true if it was wound back.
     fn reconcile_one(&self, rec: &mut UploadRecord) -> Result<bool> {
         if rec.is_complete() && !rec.is_final() && rec.length != Some(0) {
             return Ok(false);
@@ -555,7 +775,7 @@ impl Store {
         self.put(rec)
     }
 
-    /// The same check as `reconcile`, for one unfinished upload about to be
+    /// The same check as `resume`, for one unfinished upload about to be
     /// appended to: if its file holds fewer bytes than its offset (shortened
     /// or removed outside the server), it is wound back to what is there, so
     /// new bytes never land after a gap. Costs a `stat`; re-hashing happens
@@ -595,3 +815,57 @@ fn index_key(project: Uuid, id: Uuid) -> [u8; 32] {
 fn decode(v: &[u8]) -> Result<UploadRecord> {
     serde_json::from_slice(v).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
+
+fn placement_of(v: &[u8]) -> Result<Placement> {
+    serde_json::from_slice::<PlacementView>(v)
+        .map(|p| p.placement())
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// The layout version `Store::migrate` brings a data directory to.
+const SCHEMA: u32 = 2;
+
+fn encode_settled(bytes: u64, assets: u64) -> [u8; 16] {
+    let mut v = [0u8; 16];
+    v[..8].copy_from_slice(&bytes.to_be_bytes());
+    v[8..].copy_from_slice(&assets.to_be_bytes());
+    v
+}
+
+fn decode_settled(v: &[u8]) -> Option<(u64, u64)> {
+    let bytes = u64::from_be_bytes(v.get(..8)?.try_into().ok()?);
+    let assets = u64::from_be_bytes(v.get(8..16)?.try_into().ok()?);
+    Some((bytes, assets))
+}
+
+/// Moves `project`'s settled counters from `before` to `after`, inside a
+/// transaction that also moves the record.
+fn settle(
+    tree: &TransactionalTree,
+    project: Uuid,
+    before: Share,
+    after: Share,
+) -> std::result::Result<(), ConflictableTransactionError<StoreError>> {
+    if before.bytes == after.bytes && before.asset == after.asset {
+        return Ok(());
+    }
+    let (bytes, assets) = tree.get(project.as_bytes())?.and_then(|v| decode_settled(&v)).unwrap_or((0, 0));
+    let bytes = (bytes + after.bytes).saturating_sub(before.bytes);
+    let assets = (assets + u64::from(after.asset)).saturating_sub(u64::from(before.asset));
+    tree.insert(project.as_bytes(), encode_settled(bytes, assets).to_vec())?;
+    Ok(())
+}
+
+/// Adds an upload in flight (the others are in the settled counters).
+fn add_share(totals: &mut HashMap<Uuid, UsageFigures>, project: Uuid, share: Share) {
+    if !share.in_flight {
+        return;
+    }
+    let t = totals.entry(project).or_default();
+    t.bytes_stored += share.bytes;
+    t.assets += u64::from(share.asset);
+    t.uploads_in_flight += u64::from(share.in_flight);
+}
+
+#[cfg(test)]
+mod index_tests;
