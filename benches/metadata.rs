@@ -37,16 +37,20 @@ struct Opts {
     records: u64,
     bin: PathBuf,
     rate_secs: u64,
+    /// Seed here, or reuse what an earlier run seeded here (`--data DIR`).
+    data: Option<PathBuf>,
 }
 
 fn opts() -> Opts {
-    let mut o = Opts { records: 1_000_000, bin: PathBuf::from(env!("CARGO_BIN_EXE_tusk")), rate_secs: 4 };
+    let mut o =
+        Opts { records: 1_000_000, bin: PathBuf::from(env!("CARGO_BIN_EXE_tusk")), rate_secs: 4, data: None };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--records" => o.records = args.next().and_then(|v| v.parse().ok()).expect("--records N"),
             "--bin" => o.bin = PathBuf::from(args.next().expect("--bin PATH")),
             "--rate-secs" => o.rate_secs = args.next().and_then(|v| v.parse().ok()).expect("--rate-secs N"),
+            "--data" => o.data = Some(PathBuf::from(args.next().expect("--data DIR"))),
             "--bench" => {}
             other => panic!("unknown option {other}"),
         }
@@ -59,7 +63,8 @@ fn main() {
     let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-metadata");
     let _ = fs::remove_dir_all(&root);
     fs::create_dir_all(&root).unwrap();
-    let (big, fresh) = (root.join("big"), root.join("fresh"));
+    let big = o.data.clone().unwrap_or_else(|| root.join("big"));
+    let fresh = root.join("fresh");
     let mut out = Vec::<String>::new();
     let mut say = |line: String| {
         println!("{line}");
@@ -68,8 +73,19 @@ fn main() {
     say(format!("# metadata bench: {} records, {}", o.records, o.bin.display()));
 
     let t = Instant::now();
-    let ids = seed(&big, o.records);
-    say(format!("seeded {} records in {:.1} s", o.records, t.elapsed().as_secs_f64()));
+    let seeded = big.join("seeded.json");
+    let ids: Vec<Uuid> = match fs::read(&seeded) {
+        Ok(raw) => {
+            say(format!("reusing the records seeded in {}", big.display()));
+            serde_json::from_slice(&raw).unwrap()
+        }
+        Err(_) => {
+            let ids = seed(&big, o.records);
+            fs::write(&seeded, serde_json::to_vec(&ids).unwrap()).unwrap();
+            say(format!("seeded {} records in {:.1} s", o.records, t.elapsed().as_secs_f64()));
+            ids
+        }
+    };
 
     // First start after seeding, then the restart that counts.
     let first = Server::start(&o.bin, &big);

@@ -12,6 +12,7 @@ use crate::auth::{self, AuthError, Caller, Credential, Grant, Keys};
 use crate::config::Config;
 use crate::http::{Response, full};
 use crate::lock::Locker;
+use crate::ports::bytes::ByteStore;
 use crate::projects::Projects;
 use crate::server::clients::{self, ClientLimit, ClientSlot};
 use crate::server::cors;
@@ -27,7 +28,10 @@ pub struct Peer(pub std::net::SocketAddr);
 
 pub struct App {
     pub cfg: Config,
+    /// Upload records, tombstones, indexes (the metadata).
     pub store: Arc<Store>,
+    /// Upload bytes.
+    pub bytes: Arc<ByteStore>,
     pub locks: Locker,
     pub keys: Arc<Keys>,
     pub signer: Signer,
@@ -49,6 +53,7 @@ pub struct App {
 /// What `App::new` is built from, besides the configuration.
 pub struct Parts {
     pub store: Arc<Store>,
+    pub bytes: Arc<ByteStore>,
     pub keys: Arc<Keys>,
     pub tokens: Arc<Tokens>,
     pub projects: Arc<Projects>,
@@ -60,11 +65,12 @@ impl App {
     pub fn new(cfg: Config, parts: Parts, shutdown: CancellationToken) -> Arc<App> {
         let locks = Locker::new(cfg.lock_timeout, shutdown.clone());
         let clients = ClientLimit::new(cfg.max_connections_per_ip);
-        let Parts { store, keys, tokens, projects, usage, signer } = parts;
+        let Parts { store, bytes, keys, tokens, projects, usage, signer } = parts;
         Arc::new(App {
             clients,
             cfg,
             store,
+            bytes,
             locks,
             keys,
             tokens,

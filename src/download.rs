@@ -1,19 +1,16 @@
 //! Serving stored bytes: Range requests, ETags and safe headers. Used by the
 //! tus GET and by signed asset downloads.
 
-use std::io::SeekFrom;
-use std::path::PathBuf;
-
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 
 use crate::http::{Response, empty, set};
+use crate::ports::bytes::ByteStore;
 
-pub struct Download {
-    pub path: PathBuf,
+pub struct Download<'a> {
+    pub bytes: &'a ByteStore,
+    pub id: uuid::Uuid,
     /// Bytes that may be served (the committed offset).
     pub len: u64,
     /// Strong validator, without quotes.
@@ -100,7 +97,7 @@ pub fn parse_range(value: &str, len: u64) -> RangeSpec {
     if start >= len { RangeSpec::Unsatisfiable } else { RangeSpec::Partial(start, end) }
 }
 
-pub async fn serve(method: &Method, req: &HeaderMap, d: Download) -> std::io::Result<Response> {
+pub async fn serve(method: &Method, req: &HeaderMap, d: Download<'_>) -> std::io::Result<Response> {
     let etag = format!("\"{}\"", d.etag);
     let mut resp = http::Response::new(empty());
     {
@@ -145,9 +142,7 @@ pub async fn serve(method: &Method, req: &HeaderMap, d: Download) -> std::io::Re
     if method == Method::HEAD || count == 0 {
         return Ok(resp);
     }
-    let mut file = tokio::fs::File::open(&d.path).await?;
-    file.seek(SeekFrom::Start(start)).await?;
-    let stream = ReaderStream::with_capacity(file.take(count), 256 << 10);
+    let stream = d.bytes.read(d.id, start, count).await?;
     let body = StreamBody::new(futures_util::StreamExt::map(stream, |r| r.map(hyper::body::Frame::data)));
     *resp.body_mut() = body.boxed_unsync();
     Ok(resp)

@@ -17,6 +17,7 @@ pub mod api;
 pub mod app;
 pub mod asset;
 pub mod auth;
+pub mod backends;
 pub mod config;
 pub mod digest;
 pub mod download;
@@ -27,6 +28,7 @@ pub mod ietf;
 pub mod lifecycle;
 pub mod limits;
 pub mod lock;
+pub mod ports;
 pub mod projects;
 mod secrets;
 pub mod server;
@@ -37,19 +39,3 @@ pub mod upload_url;
 pub mod uploads;
 pub mod usage;
 pub mod web;
-
-use std::path::Path;
-
-/// Content type of stored bytes, sniffed from their first 8 KiB.
-pub async fn sniff_file(path: &Path, len: u64) -> String {
-    use tokio::io::AsyncReadExt;
-    let mut buf = vec![0u8; len.min(8192) as usize];
-    let ok = match tokio::fs::File::open(path).await {
-        Ok(mut f) => f.read_exact(&mut buf).await.is_ok(),
-        Err(_) => false,
-    };
-    if !ok || buf.is_empty() {
-        return "application/octet-stream".to_string();
-    }
-    asset::sniff::sniff(&buf).content_type
-}

@@ -52,7 +52,7 @@ pub async fn on_upload_complete(app: &Arc<App>, rec: &UploadRecord) {
 pub async fn remove(app: &App, id: Uuid, reason: GoneReason) -> Result<(), StoreError> {
     let removed = app.store.remove(id, reason)?;
     app.store.flush().await?;
-    app.store.remove_file(id)?;
+    app.bytes.delete(id).await?;
     if let Some(rec) = &removed {
         app.usage.moved(rec.project_id, rec.share(), Share::default());
         app.events.emit(crate::events::Kind::Deleted, rec);

@@ -16,6 +16,7 @@ use crate::auth::Caller;
 use crate::digest::Algorithm;
 use crate::limits::{self, Creation, Refusal, UploadLimits};
 use crate::lock::UploadLock;
+use crate::ports::bytes::ByteStore;
 use crate::store::append::{AppendPlan, BodyEnd, Staged, stage};
 use crate::store::{Concat, Offset, StoreError, UploadRecord};
 
@@ -97,11 +98,49 @@ pub fn create(app: &App, caller: &Caller, new: NewUpload) -> Result<UploadRecord
 /// The upload as its file really is before new bytes go after it: bytes
 /// removed from under the server are noticed and the offset wound back
 /// (`Store::verify_offset`), and the project's usage follows.
+///
+/// Costs a `stat` on files; re-hashing happens only when bytes are missing.
 pub async fn verified(app: &App, rec: UploadRecord) -> Result<UploadRecord, StoreError> {
+    if rec.offset.0 == 0 || rec.is_final() || rec.is_complete() {
+        return Ok(rec);
+    }
+    let stored = app.bytes.len(rec.id).await?;
+    if stored >= rec.offset.0 {
+        return Ok(rec);
+    }
+    tracing::warn!(upload = %rec.id, offset = rec.offset.0, stored, "upload bytes missing; winding back");
     let before = rec.share();
-    let rec = app.store.verify_offset(rec).await?;
+    let (store, bytes) = (app.store.clone(), app.bytes.clone());
+    let rec = tokio::task::spawn_blocking(move || -> Result<UploadRecord, StoreError> {
+        let mut rec = rec;
+        if wind_back(&bytes, &mut rec)? {
+            store.put(&rec)?;
+        }
+        Ok(rec)
+    })
+    .await
+    .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))??;
+    app.store.flush().await?;
     app.usage.moved(rec.project_id, before, rec.share());
     Ok(rec)
+}
+
+/// If an unfinished upload's stored bytes are fewer than its offset (a disk
+/// that lost synced data, a file removed by hand), sets the offset to what
+/// is really there and re-hashes that prefix, so new bytes never land after
+/// a gap; true if it did. The caller stores the record. Blocking: used at
+/// start-up (`Store::resume`) and before appends (`verified`).
+pub fn wind_back(bytes: &ByteStore, rec: &mut UploadRecord) -> Result<bool, StoreError> {
+    if rec.offset.0 == 0 || rec.is_final() || rec.is_complete() {
+        return Ok(false);
+    }
+    let stored = bytes.len_blocking(rec.id)?;
+    if stored >= rec.offset.0 {
+        return Ok(false);
+    }
+    rec.offset = Offset(stored);
+    rec.sha256 = bytes.hash_prefix_blocking(rec.id, stored)?;
+    Ok(true)
 }
 
 /// How many more bytes `rec` may take now (its declared length, else its
@@ -170,7 +209,7 @@ pub async fn stream(
         budget: app.usage.budget(rec.project_id, limits.quota),
         sniff: crate::asset::process::sniff_gate(app, &rec, &limits).await?,
     };
-    let mut staged = stage(app.store.clone(), rec, body, plan, lock.cancelled()).await?;
+    let mut staged = stage(app.store.clone(), app.bytes.clone(), rec, body, plan, lock.cancelled()).await?;
     if staged.end == BodyEnd::TypeRefused {
         let prefix = staged.sniffed_prefix.take().unwrap_or_default();
         let rec = staged.discard().await?;

@@ -490,7 +490,8 @@ pub async fn content(app: &App, id: Uuid, req: &Request<Incoming>) -> Result<Res
         .map(|s| s.content_type.clone())
         .unwrap_or_else(|| "application/octet-stream".into());
     let d = Download {
-        path: app.store.file_path(id),
+        bytes: &app.bytes,
+        id,
         len: rec.offset.0,
         etag: rec.sha256.finalize_hex(),
         content_type,

@@ -13,19 +13,7 @@ use crate::store::{Offset, StoreError, Timestamp, UploadRecord};
 
 /// The upload's first `len` bytes (fewer than the sniff window).
 async fn read_prefix(app: &App, id: Uuid, len: usize) -> Result<Vec<u8>, StoreError> {
-    let path = app.store.file_path(id);
-    tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-        use std::io::Read;
-        let mut buf = vec![0u8; len];
-        if len > 0 {
-            // An empty upload may have no file.
-            std::fs::File::open(path)?.read_exact(&mut buf)?;
-        }
-        Ok(buf)
-    })
-    .await
-    .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?
-    .map_err(StoreError::Io)
+    Ok(app.bytes.read_prefix(id, len).await?)
 }
 
 /// For a request appending to `rec` while its type is unknown and some type
@@ -87,7 +75,7 @@ pub async fn refuse(
     rec.updated_at = Timestamp::now();
     app.store.put(&rec)?;
     app.store.flush().await?;
-    app.store.remove_file(rec.id)?;
+    app.bytes.delete(rec.id).await?;
     app.usage.moved(rec.project_id, before, rec.share());
     tracing::info!(upload = %rec.id, reason = %why, "upload refused");
     app.events.emit(crate::events::Kind::Failed, &rec);
@@ -172,20 +160,25 @@ async fn run(app: Arc<App>, id: Uuid) {
                 limits.limits.types_list()
             ),
         }),
-        _ => {
-            let path = app.store.file_path(id);
-            let s = sniffed.clone();
-            tokio::task::spawn_blocking(move || {
-                std::panic::catch_unwind(|| probe::probe(&path, &s)).unwrap_or_else(|_| {
-                    Err(ProbeError {
-                        code: "media_unreadable",
-                        message: "the media could not be parsed".into(),
+        _ => match app.bytes.local_path(id) {
+            None => Err(ProbeError {
+                code: "processing_failed",
+                message: "this byte store cannot be probed yet (no local file)".into(),
+            }),
+            Some(path) => {
+                let s = sniffed.clone();
+                tokio::task::spawn_blocking(move || {
+                    std::panic::catch_unwind(|| probe::probe(&path, &s)).unwrap_or_else(|_| {
+                        Err(ProbeError {
+                            code: "media_unreadable",
+                            message: "the media could not be parsed".into(),
+                        })
                     })
                 })
-            })
-            .await
-            .unwrap_or_else(|e| Err(ProbeError { code: "processing_failed", message: e.to_string() }))
-        }
+                .await
+                .unwrap_or_else(|e| Err(ProbeError { code: "processing_failed", message: e.to_string() }))
+            }
+        },
     };
 
     let result = async {

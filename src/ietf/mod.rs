@@ -206,11 +206,11 @@ async fn create(
 ) -> Result<Response, Problem> {
     let (parts, body) = req.into_parts();
     let h = &parts.headers;
-    if let Some(free) = app.store.short_of_space(app.cfg.min_free_space) {
+    if let Some(free) = app.bytes.short_of_space(app.cfg.min_free_space) {
         return Err(Problem::new(
             StatusCode::INSUFFICIENT_STORAGE,
             "storage full",
-            format!("{}; try again later", crate::store::nearly_full(free, app.cfg.min_free_space)),
+            format!("{}; try again later", crate::ports::bytes::nearly_full(free, app.cfg.min_free_space)),
         ));
     }
     let complete = upload_complete(h)?.ok_or_else(|| {
@@ -443,7 +443,7 @@ async fn write(
                 "storage full",
                 format!(
                     "{}; {} bytes are stored, resume from there later",
-                    crate::store::nearly_full(free, app.cfg.min_free_space),
+                    crate::ports::bytes::nearly_full(free, app.cfg.min_free_space),
                     rec.offset
                 ),
             )

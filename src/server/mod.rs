@@ -24,7 +24,9 @@ use tokio_util::sync::CancellationToken;
 use crate::api::signing::Signer;
 use crate::app::{App, Parts};
 use crate::auth::Keys;
+use crate::backends::files::Files;
 use crate::config::{Config, CorsOrigins};
+use crate::ports::bytes::ByteStore;
 use crate::projects::Projects;
 use crate::store::Store;
 use crate::tokens::Tokens;
@@ -40,14 +42,19 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> io::Result<()> {
     let started = crate::store::Timestamp::now();
     let data_dir = cfg.data_dir.clone();
     let usage = Arc::new(Usage::default());
-    let store = tokio::task::spawn_blocking({
+    // The composition root: the backends are chosen and opened here, once.
+    let (store, bytes) = tokio::task::spawn_blocking({
         let usage = usage.clone();
-        move || -> Result<Store, String> {
+        move || -> Result<(Store, ByteStore), String> {
             let store =
                 Store::open(&data_dir).map_err(|e| format!("cannot open {}: {e}", data_dir.display()))?;
+            let files = Files::open(&data_dir)
+                .map_err(|e| format!("cannot open {}: {e}", data_dir.join("uploads").display()))?;
+            let bytes = ByteStore::Files(Arc::new(files));
             // Only the uploads in flight are read: their offsets checked
-            // against the files, and added to the settled usage counters.
-            let (fixed, totals) = store.resume().map_err(|e| e.to_string())?;
+            // against the bytes, and added to the settled usage counters.
+            let (fixed, totals) =
+                store.resume(|rec| crate::uploads::wind_back(&bytes, rec)).map_err(|e| e.to_string())?;
             usage.load(totals);
             if fixed > 0 {
                 tracing::warn!(
@@ -55,7 +62,7 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> io::Result<()> {
                     "wound back uploads whose files were shorter than their offsets"
                 );
             }
-            Ok(store)
+            Ok((store, bytes))
         }
     })
     .await
@@ -104,6 +111,7 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> io::Result<()> {
     let shutdown = CancellationToken::new();
     let parts = Parts {
         store: Arc::new(store),
+        bytes: Arc::new(bytes),
         keys: keys.clone(),
         tokens: tokens.clone(),
         projects: projects.clone(),
@@ -115,8 +123,9 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> io::Result<()> {
     tokio::spawn(crate::expiry::run(app.clone()));
     // In the background: it reads every shard folder.
     tokio::task::spawn_blocking({
-        let store = app.store.clone();
-        move || match store.remove_orphan_files(started) {
+        let (store, bytes) = (app.store.clone(), app.bytes.clone());
+        let known = move |id| store.contains(id).map_err(io::Error::other);
+        move || match bytes.remove_orphans_blocking(started.0, known) {
             Ok(0) => {}
             Ok(n) => tracing::warn!(files = n, "deleted data files of uploads removed just before a crash"),
             Err(e) => tracing::error!(error = %e, "looking for orphan data files failed"),

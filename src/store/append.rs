@@ -13,11 +13,7 @@
 //! (a checksum mismatch). Long unverified bodies are checkpointed while they
 //! stream so a crash or a dead client loses little.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, IoSlice, Read, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::Path;
+use std::io;
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::mpsc as sync_mpsc;
@@ -34,6 +30,7 @@ use super::block::{ALIGN, BLOCK_SIZE, Block, Blocks};
 use super::{Offset, Result, Store, StoreError, Timestamp, UploadRecord};
 use crate::digest::{Algorithm, ChunkHasher, Sha256Stream};
 use crate::events::Events;
+use crate::ports::bytes::{ByteStore, Sink};
 use crate::usage::Budget;
 
 /// Sync and record progress at least this often while a long body streams.
@@ -43,8 +40,6 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 const SPACE_CHECK_BYTES: u64 = 1 << 20;
 /// Largest single write the disk thread makes of queued blocks.
 const MAX_WRITE: usize = 4 << 20;
-/// Without `O_DIRECT`, start writing dirty pages to disk every this many bytes.
-const WRITEBACK_BYTES: u64 = 8 << 20;
 
 /// How one request may append.
 pub struct AppendPlan {
@@ -133,6 +128,7 @@ impl From<io::Error> for StorageFailure {
 /// Bytes written past the committed offset, waiting for `commit` or `discard`.
 pub struct Staged {
     store: Arc<Store>,
+    bytes: Arc<ByteStore>,
     /// The record as last committed (checkpoints move it forward).
     record: UploadRecord,
     /// Offset where this request started writing.
@@ -141,7 +137,7 @@ pub struct Staged {
     written: u64,
     sha256_after: Sha256Stream,
     checksum: Option<(Algorithm, Vec<u8>)>,
-    file: Option<File>,
+    sink: Option<Sink>,
     pub end: BodyEnd,
     pub trailers: Option<HeaderMap>,
     /// The upload's leading bytes as the sniff gate saw them.
@@ -152,6 +148,7 @@ pub struct Staged {
 /// Streams `body` into the upload's file from its committed offset.
 pub async fn stage<B>(
     store: Arc<Store>,
+    bytes: Arc<ByteStore>,
     record: UploadRecord,
     body: B,
     plan: AppendPlan,
@@ -164,7 +161,7 @@ where
     let checkpoints = !plan.verify_before_commit;
     let mut budget = plan.budget;
     let mut gate = plan.sniff.filter(|g| g.want > g.prefix.len());
-    let mut app = Appender::new(store, record, plan.checksum, plan.progress);
+    let mut app = Appender::new(store, bytes, record, plan.checksum, plan.progress);
     let mut body = pin!(body);
     let mut received = 0u64;
     let mut next_space_check = 0u64;
@@ -207,7 +204,7 @@ where
                 // SPACE_CHECK_BYTES: an fstatvfs is about a microsecond.
                 if received >= next_space_check {
                     next_space_check = received + SPACE_CHECK_BYTES;
-                    if let Some(free) = app.store.short_of_space(plan.min_free_space) {
+                    if let Some(free) = app.bytes.short_of_space(plan.min_free_space) {
                         end = BodyEnd::ReserveReached { free };
                         break;
                     }
@@ -262,11 +259,11 @@ where
             // Nothing past the last checkpoint is known to be on disk. What
             // did get written past it is cut off, so a full disk gets its
             // space back and the file never runs past its offset.
-            if let Some(file) = done.file.take() {
+            if let Some(sink) = done.sink.take() {
                 let offset = done.record.offset.0;
-                done.file = tokio::task::spawn_blocking(move || {
-                    let _ = file.set_len(offset);
-                    file
+                done.sink = tokio::task::spawn_blocking(move || {
+                    let _ = sink.truncate(offset);
+                    sink
                 })
                 .await
                 .ok();
@@ -277,12 +274,13 @@ where
     };
     Ok(Staged {
         store: done.store,
+        bytes: done.bytes,
         record: done.record,
         start: done.start,
         written,
         sha256_after: done.sha256,
         checksum: done.checksum.map(|h| (plan.checksum.expect("hasher implies algorithm"), h.finalize())),
-        file: done.file,
+        sink: done.sink,
         end,
         trailers,
         sniffed_prefix: match (end_refused, gate) {
@@ -303,6 +301,7 @@ async fn sleep_opt(d: Option<Duration>) {
 /// The async side of one append: fills blocks and feeds the pipeline.
 struct Appender {
     store: Arc<Store>,
+    bytes: Arc<ByteStore>,
     /// The record as last committed (checkpoints move it forward).
     record: UploadRecord,
     start: u64,
@@ -323,18 +322,20 @@ struct Appender {
 
 struct AppendDone {
     store: Arc<Store>,
+    bytes: Arc<ByteStore>,
     record: UploadRecord,
     start: u64,
     written: u64,
     sha256: Sha256Stream,
     checksum: Option<ChunkHasher>,
-    file: Option<File>,
+    sink: Option<Sink>,
     error: Option<io::Error>,
 }
 
 impl Appender {
     fn new(
         store: Arc<Store>,
+        bytes: Arc<ByteStore>,
         record: UploadRecord,
         checksum: Option<Algorithm>,
         progress: Option<Arc<Events>>,
@@ -342,6 +343,7 @@ impl Appender {
         let start = record.offset.0;
         Appender {
             store,
+            bytes,
             record,
             start,
             written: 0,
@@ -387,9 +389,8 @@ impl Appender {
     /// Opens the file and starts the threads; returns the first block,
     /// which starts at the page of the committed offset.
     async fn start_pipeline(&mut self) -> io::Result<Block> {
-        let path = self.store.file_path(self.record.id);
-        let start = self.start;
-        let (file, head) = tokio::task::spawn_blocking(move || DataFile::open(&path, start))
+        let (bytes, id, start) = (self.bytes.clone(), self.record.id, self.start);
+        let (file, head) = tokio::task::spawn_blocking(move || bytes.open_append_blocking(id, start))
             .await
             .map_err(io::Error::other)??;
         let first = self.blocks.first(start, &head).await?;
@@ -458,135 +459,26 @@ impl Appender {
         let mut error = self.send_partial(false).await.err();
         self.current = None;
         let sync = self.unrecorded();
-        let (sha256, checksum, file) = match self.pipeline.take() {
+        let (sha256, checksum, sink) = match self.pipeline.take() {
             Some(p) => {
-                let (file, disk_error, sha256, checksum) = p.finish(sync).await;
+                let (sink, disk_error, sha256, checksum) = p.finish(sync).await;
                 error = error.or(disk_error);
-                (sha256, checksum, file)
+                (sha256, checksum, sink)
             }
             None => (self.record.sha256.clone(), None, None),
         };
         AppendDone {
             store: self.store,
+            bytes: self.bytes,
             record: self.record,
             start: self.start,
             written: self.written,
             sha256,
             // A request with a planned checksum but no bytes still gets a digest (of nothing).
             checksum: checksum.or_else(|| self.checksum.map(Algorithm::hasher)),
-            file,
+            sink,
             error,
         }
-    }
-}
-
-/// The upload's file, opened for one append.
-struct DataFile {
-    /// For the last partial page of a write, reads and syncs.
-    buffered: File,
-    /// `O_DIRECT`, if the file system has it (tmpfs before Linux 6.6 does not).
-    direct: Option<File>,
-    /// Without `O_DIRECT`: bytes from here on were not handed to the disk yet.
-    writeback_from: u64,
-}
-
-impl DataFile {
-    /// Opens the file (making it on the upload's first append), cuts off
-    /// anything past `start` (a tail a crash or a discarded chunk left), and
-    /// returns the bytes of `start`'s page that come before it: direct
-    /// writes rewrite that page whole.
-    fn open(path: &Path, start: u64) -> io::Result<(DataFile, Vec<u8>)> {
-        let open = || OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path);
-        let buffered = match open() {
-            // Shard folders are made at start; one removed since is made again.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(path.parent().expect("sharded path has a parent"))?;
-                open()?
-            }
-            other => other?,
-        };
-        buffered.set_len(start)?;
-        let direct = match OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(path) {
-            Ok(f) => Some(f),
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => None,
-            Err(e) => return Err(e),
-        };
-        let page = start - start % ALIGN;
-        let mut head = vec![0u8; (start - page) as usize];
-        buffered.read_exact_at(&mut head, page)?;
-        Ok((DataFile { buffered, direct, writeback_from: start }, head))
-    }
-
-    /// Writes consecutive blocks: whole pages directly, a last partial page
-    /// through the page cache.
-    fn write_run(&mut self, run: &[Arc<Block>]) -> io::Result<()> {
-        let offset = run[0].offset();
-        let last = run.last().expect("a run has blocks");
-        let end = last.offset() + last.len() as u64;
-        let Some(direct) = &self.direct else {
-            let mut slices: Vec<IoSlice> = run.iter().map(|b| IoSlice::new(b.data())).collect();
-            write_all_at(&self.buffered, &mut slices, offset)?;
-            if end - self.writeback_from >= WRITEBACK_BYTES {
-                start_writeback(&self.buffered, self.writeback_from, end - self.writeback_from);
-                self.writeback_from = end;
-            }
-            return Ok(());
-        };
-        let (whole, tail) = last.data().split_at(last.aligned_len());
-        let mut slices: Vec<IoSlice> = run[..run.len() - 1].iter().map(|b| IoSlice::new(b.data())).collect();
-        if !whole.is_empty() {
-            slices.push(IoSlice::new(whole));
-        }
-        if !slices.is_empty() {
-            match write_all_at(direct, &mut slices, offset) {
-                Ok(()) => {}
-                // Alignment the device does not accept (logical blocks larger
-                // than a page): write this and every later run buffered.
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                    tracing::warn!(error = %e, "O_DIRECT write refused; writing through the page cache");
-                    self.direct = None;
-                    return self.write_run(run);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        if !tail.is_empty() {
-            self.buffered.write_all_at(tail, last.offset() + whole.len() as u64)?;
-        }
-        Ok(())
-    }
-}
-
-/// `pwritev` until every slice is written (at most `IOV_MAX`, 1024 on Linux, per call).
-fn write_all_at(file: &File, mut slices: &mut [IoSlice<'_>], mut offset: u64) -> io::Result<()> {
-    while !slices.is_empty() {
-        let count = slices.len().min(1024) as libc::c_int;
-        // SAFETY: `IoSlice` is ABI-compatible with `iovec` on Unix, and the
-        // slices outlive the call.
-        let n =
-            unsafe { libc::pwritev(file.as_raw_fd(), slices.as_ptr().cast(), count, offset as libc::off_t) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::WriteZero, "the disk took no bytes"));
-        }
-        offset += n as u64;
-        IoSlice::advance_slices(&mut slices, n as usize);
-    }
-    Ok(())
-}
-
-/// Asks the kernel to start writing a range to disk without waiting for it,
-/// so the `fdatasync` before an acknowledgement finds little left to do.
-fn start_writeback(f: &File, offset: u64, len: u64) {
-    // SAFETY: a plain syscall on an open descriptor; failure only loses the hint.
-    unsafe {
-        libc::sync_file_range(f.as_raw_fd(), offset as i64, len as i64, libc::SYNC_FILE_RANGE_WRITE);
     }
 }
 
@@ -606,7 +498,7 @@ enum HashMsg {
 struct Pipeline {
     disk: sync_mpsc::Sender<DiskMsg>,
     hash: sync_mpsc::Sender<HashMsg>,
-    disk_done: oneshot::Receiver<(DataFile, Option<io::Error>)>,
+    disk_done: oneshot::Receiver<(Sink, Option<io::Error>)>,
     hash_done: oneshot::Receiver<(Sha256Stream, Option<ChunkHasher>)>,
 }
 
@@ -630,7 +522,7 @@ fn spawn_stage<T: Send + 'static>(
 }
 
 impl Pipeline {
-    fn start(file: DataFile, sha256: Sha256Stream, checksum: Option<ChunkHasher>) -> Pipeline {
+    fn start(file: Sink, sha256: Sha256Stream, checksum: Option<ChunkHasher>) -> Pipeline {
         // Unbounded channels: the blocks themselves are the bound (`Blocks`).
         let (disk, disk_rx) = sync_mpsc::channel();
         let (hash, hash_rx) = sync_mpsc::channel();
@@ -664,7 +556,7 @@ impl Pipeline {
     async fn finish(
         self,
         sync: bool,
-    ) -> (Option<File>, Option<io::Error>, Sha256Stream, Option<ChunkHasher>) {
+    ) -> (Option<Sink>, Option<io::Error>, Sha256Stream, Option<ChunkHasher>) {
         let Pipeline { disk, hash, disk_done, hash_done } = self;
         let synced = sync.then(|| {
             let (tx, rx) = oneshot::channel();
@@ -673,7 +565,7 @@ impl Pipeline {
         });
         drop((disk, hash));
         let (file, mut error) = match disk_done.await {
-            Ok((file, error)) => (Some(file.buffered), error),
+            Ok((sink, error)) => (Some(sink), error),
             Err(_) => (None, Some(io::Error::other("the disk thread stopped"))),
         };
         if let Some(synced) = synced
@@ -695,7 +587,7 @@ impl Pipeline {
 
 /// Writes blocks in order; joins the ones already queued into one write.
 /// Stops at the first error (dropping the queue, which frees its blocks).
-fn disk_loop(mut file: DataFile, rx: sync_mpsc::Receiver<DiskMsg>) -> (DataFile, Option<io::Error>) {
+fn disk_loop(mut file: Sink, rx: sync_mpsc::Receiver<DiskMsg>) -> (Sink, Option<io::Error>) {
     let mut run: Vec<Arc<Block>> = Vec::with_capacity(MAX_WRITE / BLOCK_SIZE);
     let mut held = None;
     loop {
@@ -708,7 +600,7 @@ fn disk_loop(mut file: DataFile, rx: sync_mpsc::Receiver<DiskMsg>) -> (DataFile,
         };
         match msg {
             DiskMsg::Sync(reply) => {
-                let _ = reply.send(file.buffered.sync_data());
+                let _ = reply.send(file.sync());
             }
             DiskMsg::Block(block) => {
                 run.push(block);
@@ -784,16 +676,7 @@ impl Staged {
         {
             return Ok(digest.clone());
         }
-        let path = self.store.file_path(self.record.id);
-        let (start, len) = (self.start, self.written);
-        let digest = tokio::task::spawn_blocking(move || -> io::Result<Vec<u8>> {
-            let mut h = algorithm.hasher();
-            read_range(&path, start, len, |chunk| h.update(chunk))?;
-            Ok(h.finalize())
-        })
-        .await
-        .map_err(|e| StoreError::Io(io::Error::other(e.to_string())))??;
-        Ok(digest)
+        Ok(self.bytes.digest(self.record.id, self.start, self.written, algorithm).await?)
     }
 
     /// Records the new offset and digest state; `stage` already synced the bytes.
@@ -814,9 +697,9 @@ impl Staged {
 
     /// Cuts the staged bytes off; the committed offset does not move.
     pub async fn discard(mut self) -> Result<UploadRecord> {
-        if let Some(file) = self.file.take() {
+        if let Some(sink) = self.sink.take() {
             let offset = self.record.offset.0;
-            tokio::task::spawn_blocking(move || file.set_len(offset))
+            tokio::task::spawn_blocking(move || sink.truncate(offset))
                 .await
                 .map_err(|e| StoreError::Io(io::Error::other(e.to_string())))??;
         }
@@ -829,154 +712,5 @@ impl Drop for Staged {
     /// back the rest it counted.
     fn drop(&mut self) {
         self.budget.settle(self.record.offset.0.saturating_sub(self.start));
-    }
-}
-
-/// SHA-256 of the first `len` bytes of a file (recovery only).
-pub fn hash_prefix(path: &Path, len: u64) -> io::Result<Sha256Stream> {
-    let mut h = Sha256Stream::default();
-    read_range(path, 0, len, |chunk| h.update(chunk))?;
-    Ok(h)
-}
-
-/// Feeds `len` bytes of a file from `start` to `each`, a megabyte at a time.
-fn read_range(path: &Path, start: u64, len: u64, mut each: impl FnMut(&[u8])) -> io::Result<()> {
-    if len == 0 {
-        return Ok(()); // an upload without bytes may have no file
-    }
-    let mut f = File::open(path)?;
-    f.seek(SeekFrom::Start(start))?;
-    let mut reader = f.take(len);
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = reader.read(&mut buf)?;
-        if n == 0 {
-            return Ok(());
-        }
-        each(&buf[..n]);
-    }
-}
-
-/// Writes the concatenation of `parts` (each with its length) into the final
-/// upload's file, hashing as it goes, and syncs it. Blocking.
-pub fn assemble(
-    store: &Store,
-    final_id: uuid::Uuid,
-    parts: &[(uuid::Uuid, u64)],
-    min_free_space: u64,
-) -> io::Result<Sha256Stream> {
-    // A final upload has no data file until now, and its shard folder may not exist yet.
-    let path = store.file_path(final_id);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let result = copy_parts(store, &path, parts, min_free_space);
-    if result.is_err() {
-        // Unassembled finals have no file: give the space back.
-        let _ = std::fs::remove_file(&path);
-    }
-    result
-}
-
-/// How often assembly looks at the free space (fstatvfs): every this many bytes.
-const ASSEMBLY_SPACE_CHECK: u64 = 16 << 20;
-
-fn copy_parts(
-    store: &Store,
-    path: &std::path::Path,
-    parts: &[(uuid::Uuid, u64)],
-    min_free_space: u64,
-) -> io::Result<Sha256Stream> {
-    let mut out = OpenOptions::new().write(true).create(true).truncate(true).open(path)?;
-    let mut h = Sha256Stream::default();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut since_check = 0u64;
-    for (id, len) in parts {
-        if *len == 0 {
-            continue; // may have no file
-        }
-        let mut reader = store.open_read(*id)?.take(*len);
-        let mut copied = 0u64;
-        loop {
-            if since_check >= ASSEMBLY_SPACE_CHECK {
-                since_check = 0;
-                if let Some(free) = store.short_of_space(min_free_space) {
-                    return Err(io::Error::new(
-                        io::ErrorKind::StorageFull,
-                        super::nearly_full(free, min_free_space),
-                    ));
-                }
-            }
-            let n = reader.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-            out.write_all(&buf[..n])?;
-            copied += n as u64;
-            since_check += n as u64;
-        }
-        if copied != *len {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("partial upload {id} has {copied} of its {len} bytes on disk"),
-            ));
-        }
-    }
-    out.sync_data()?;
-    Ok(h)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Sends `data` from `start` through `write_run` as the appender would:
-    /// full blocks, then a partial one whose last page the next block carries.
-    async fn write_through(file: &mut DataFile, start: u64, head: &[u8], data: &[u8], pause_at: usize) {
-        let blocks = Blocks::default();
-        let mut block = blocks.first(start, head).await.unwrap();
-        for (i, byte) in data.iter().enumerate() {
-            if i == pause_at {
-                let aligned = block.aligned_len();
-                let (end, tail) = (block.offset() + block.len() as u64, block.data()[aligned..].to_vec());
-                file.write_run(&[Arc::new(block)]).unwrap();
-                block = blocks.first(end, &tail).await.unwrap();
-            }
-            block.fill(std::slice::from_ref(byte));
-            if block.is_full() {
-                let next = block.offset() + BLOCK_SIZE as u64;
-                file.write_run(&[Arc::new(block)]).unwrap();
-                block = blocks.next(next).await.unwrap();
-            }
-        }
-        file.write_run(&[Arc::new(block)]).unwrap();
-    }
-
-    /// Both write paths (direct pages plus a buffered tail, and buffered
-    /// only, for file systems without `O_DIRECT`) store exactly the bytes.
-    #[tokio::test]
-    async fn direct_and_buffered_paths_store_the_same_bytes() {
-        let dir = tempfile::tempdir().unwrap();
-        let data: Vec<u8> = (0..600_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
-        for direct in [true, false] {
-            let path = dir.path().join(format!("f-{direct}"));
-            std::fs::write(&path, &data[..5_000]).unwrap();
-            // Resume at 5,000 (mid-page), pause mid-page once, then resume again.
-            let (mut file, head) = DataFile::open(&path, 5_000).unwrap();
-            assert_eq!(head, &data[4096..5_000]);
-            if !direct {
-                file.direct = None;
-            }
-            write_through(&mut file, 5_000, &head, &data[5_000..300_001], 100_003).await;
-            drop(file);
-            let (mut file, head) = DataFile::open(&path, 300_001).unwrap();
-            if !direct {
-                file.direct = None;
-            }
-            write_through(&mut file, 300_001, &head, &data[300_001..], 262_144).await;
-            file.buffered.sync_data().unwrap();
-            assert!(std::fs::read(&path).unwrap() == data, "direct: {direct}");
-        }
     }
 }

@@ -194,7 +194,7 @@ fn a_key_left_without_its_record_is_skipped_and_removed_at_start() {
     let (page, next) = store.list_assets(project, None, 10, None, None).unwrap();
     assert_eq!(page.iter().map(|r| r.id).collect::<Vec<_>>(), vec![rec.id]);
     assert_eq!(next, None);
-    let (_, totals) = store.resume().unwrap();
+    let (_, totals) = store.resume(|_| Ok(false)).unwrap();
     assert_eq!(totals[&project].uploads_in_flight, 1);
     assert!(!store.by_state.contains_key(key).unwrap(), "the stale key is gone");
 }

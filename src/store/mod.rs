@@ -1,26 +1,23 @@
-//! Storage: upload state in sled, upload bytes in plain files.
+//! Upload state in sled (the metadata); the bytes are the byte store's
+//! (`crate::ports::bytes`).
 //!
-//! The two are kept consistent by one rule: bytes are written and synced
-//! *before* the offset that counts them is stored. A crash can therefore leave
-//! a file longer than its recorded offset (an uncommitted tail, cut off by the
-//! next append) but never a recorded offset beyond the bytes on disk.
-//!
-//! An upload's data file is made by the first append, not by the creation:
-//! a POST then costs no inode (file creation was a third of its CPU time,
-//! and uploads created but never started leave nothing on disk). Every
-//! reader takes a missing file as zero bytes.
+//! The two are kept consistent by one rule: bytes are written and made
+//! durable *before* the offset that counts them is stored. A crash can
+//! therefore leave more bytes than the recorded offset (an uncommitted tail,
+//! cut off by the next append) but never a recorded offset beyond the bytes
+//! stored.
 
 pub mod append;
-mod block;
+pub(crate) mod block;
 mod flusher;
 mod index;
 pub mod record;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, File};
+use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
@@ -116,7 +113,6 @@ pub struct Store {
     /// more insert per request). A second's ids in a `Vec`: 16 bytes an
     /// upload, against ~50 in a `BTreeSet` of (time, id).
     touched: Mutex<BTreeMap<u64, Vec<Uuid>>>,
-    files_dir: PathBuf,
     data_dir: PathBuf,
     /// Held (flock) for the life of the store: one server per data directory.
     _dir_lock: fs::File,
@@ -156,9 +152,6 @@ impl Store {
             fs::set_permissions(data_dir, fs::Permissions::from_mode(0o700))?;
         }
         let dir_lock = lock_data_dir(data_dir)?;
-        let files_dir = data_dir.join("uploads");
-        fs::create_dir_all(&files_dir)?;
-        Store::make_shards(&files_dir)?;
         let db = sled::Config::new()
             .path(data_dir.join("meta.sled"))
             // Durability comes from explicit flushes before each acknowledgement;
@@ -183,7 +176,6 @@ impl Store {
             token_uses: db.open_tree("token_uses")?,
             touched: Mutex::default(),
             db,
-            files_dir,
             data_dir: data_dir.to_path_buf(),
             _dir_lock: dir_lock,
         };
@@ -235,33 +227,6 @@ impl Store {
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }
-
-    /// Bytes an unprivileged writer may still use on the data directory's file system.
-    pub fn free_space(&self) -> io::Result<u64> {
-        use std::os::fd::AsRawFd;
-        // SAFETY: fstatvfs writes into the zeroed struct we pass. Through the
-        // lock file's descriptor, so no path is looked up on every request.
-        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-        if unsafe { libc::fstatvfs(self._dir_lock.as_raw_fd(), &mut st) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
-    }
-
-    /// `Some(free bytes)` when fewer than `reserve` bytes are free; `None`
-    /// when there is room, when `reserve` is 0, or when the check fails
-    /// (the write itself will then tell).
-    pub fn short_of_space(&self, reserve: u64) -> Option<u64> {
-        if reserve == 0 {
-            return None;
-        }
-        self.free_space().ok().filter(|free| *free < reserve)
-    }
-}
-
-/// The start of every "short of space" answer (tus and the draft, creation and append).
-pub fn nearly_full(free: u64, reserve: u64) -> String {
-    format!("the server's storage is nearly full ({free} bytes free, {reserve} kept in reserve)")
 }
 
 impl Store {
@@ -460,12 +425,9 @@ impl Store {
         Ok(removed)
     }
 
-    pub fn remove_file(&self, id: Uuid) -> Result<()> {
-        match fs::remove_file(self.file_path(id)) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+    /// Whether a record for `id` exists.
+    pub fn contains(&self, id: Uuid) -> Result<bool> {
+        Ok(self.uploads.contains_key(id.as_bytes())?)
     }
 
     /// Forgets tombstones older than `before`.
@@ -594,66 +556,6 @@ impl Store {
         Ok(out)
     }
 
-    /// `uploads/ab/c/<id>`, sharded on the random tail of the UUIDv7 (its
-    /// head is a timestamp) so millions of uploads spread over 4,096 folders,
-    /// all made at start-up so making a file is a single `open`.
-    pub fn file_path(&self, id: Uuid) -> PathBuf {
-        let hex = id.simple().to_string();
-        self.files_dir.join(&hex[30..32]).join(&hex[29..30]).join(id.to_string())
-    }
-
-    fn make_shards(files_dir: &Path) -> io::Result<()> {
-        for a in 0..256 {
-            for b in 0..16 {
-                fs::create_dir_all(files_dir.join(format!("{a:02x}")).join(format!("{b:x}")))?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Deletes data files that no record owns and whose UUIDv7 names date
-    /// from before `before`: left by a crash between a removal's commit and
-    /// its file's deletion. Newer names belong to uploads of this run, whose
-    /// removals delete their own files; other names are left alone.
-    pub fn remove_orphan_files(&self, before: Timestamp) -> Result<usize> {
-        let mut removed = 0;
-        for shard in fs::read_dir(&self.files_dir)? {
-            for sub in fs::read_dir(shard?.path())? {
-                let sub = sub?.path();
-                if !sub.is_dir() {
-                    continue;
-                }
-                for file in fs::read_dir(&sub)? {
-                    let file = file?;
-                    let Some(id) = file.file_name().to_str().and_then(|n| Uuid::parse_str(n).ok()) else {
-                        continue;
-                    };
-                    let Some((secs, nanos)) = id.get_timestamp().map(|t| t.to_unix()) else { continue };
-                    if secs * 1000 + u64::from(nanos / 1_000_000) >= before.0
-                        || self.uploads.contains_key(id.as_bytes())?
-                    {
-                        continue;
-                    }
-                    // And not touched for a minute, in case the clock stepped back.
-                    let fresh = file.metadata()?.modified()?.elapsed().map_or(true, |age| age.as_secs() < 60);
-                    if fresh {
-                        continue;
-                    }
-                    match fs::remove_file(file.path()) {
-                        Ok(()) => removed += 1,
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-            }
-        }
-        Ok(removed)
-    }
-
-    pub fn open_read(&self, id: Uuid) -> io::Result<File> {
-        File::open(self.file_path(id))
-    }
-
     /// The records under index group `g` of every project, each checked
     /// against its key; keys whose record is gone or placed elsewhere
     /// (a crash between a creation's two inserts) are removed.
@@ -701,15 +603,22 @@ impl Store {
     }
 
     /// Start-up: reads only the uploads in flight (and assets still
-    /// `pending_upload`). Each is filed for expiry; one whose file is shorter
-    /// than its recorded offset (a disk that lost synced data, or a file
-    /// removed by hand) is wound back to what is really there, re-hashing the
-    /// prefix. Returns how many were wound back and every project's usage.
-    pub fn resume(&self) -> Result<(usize, HashMap<Uuid, UsageFigures>)> {
+    /// `pending_upload`). Each unfinished one is filed for expiry, and
+    /// `check` may correct it (the upload service winds back an upload whose
+    /// bytes are shorter than its offset); a corrected record is stored.
+    /// Returns how many were corrected and every project's usage.
+    pub fn resume(
+        &self,
+        mut check: impl FnMut(&mut UploadRecord) -> Result<bool>,
+    ) -> Result<(usize, HashMap<Uuid, UsageFigures>)> {
         let mut totals = self.settled_totals()?;
         let mut fixed = 0;
         self.group_records(group::IN_FLIGHT, |mut rec| {
-            if self.reconcile_one(&mut rec)? {
+            if !rec.is_complete() {
+                self.touch(rec.updated_at, rec.id);
+            }
+            if check(&mut rec)? {
+                self.put(&rec)?;
                 fixed += 1;
             }
             add_share(&mut totals, rec.project_id, rec.share());
@@ -738,70 +647,6 @@ impl Store {
             Ok(())
         })?;
         Ok((processing, not_started))
-    }
-
-    /// `resume` for one record; true if it was wound back.
-    fn reconcile_one(&self, rec: &mut UploadRecord) -> Result<bool> {
-        if rec.is_complete() && !rec.is_final() && rec.length != Some(0) {
-            return Ok(false);
-        }
-        if !rec.is_complete() {
-            self.touch(rec.updated_at, rec.id);
-        }
-        let len = match fs::metadata(self.file_path(rec.id)) {
-            Ok(m) => m.len(),
-            // No bytes yet (files are made with the first byte), or a
-            // final upload not assembled yet.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                if rec.is_final() {
-                    return Ok(false);
-                }
-                0
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if len < rec.offset.0 {
-            self.wind_back(rec, len)?;
-            return Ok(true);
-        }
-        Ok(false)
-    }
-
-    /// Records `len` as the upload's offset, re-hashing its first `len` bytes
-    /// (durable after the next flush).
-    fn wind_back(&self, rec: &mut UploadRecord, len: u64) -> Result<()> {
-        rec.offset = Offset(len);
-        rec.sha256 = append::hash_prefix(&self.file_path(rec.id), len)?;
-        self.put(rec)
-    }
-
-    /// The same check as `resume`, for one unfinished upload about to be
-    /// appended to: if its file holds fewer bytes than its offset (shortened
-    /// or removed outside the server), it is wound back to what is there, so
-    /// new bytes never land after a gap. Costs a `stat`; re-hashing happens
-    /// only when bytes are missing.
-    pub async fn verify_offset(self: &Arc<Self>, rec: UploadRecord) -> Result<UploadRecord> {
-        if rec.offset.0 == 0 || rec.is_final() || rec.is_complete() {
-            return Ok(rec);
-        }
-        let len = match fs::metadata(self.file_path(rec.id)) {
-            Ok(m) => m.len(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(e.into()),
-        };
-        if len >= rec.offset.0 {
-            return Ok(rec);
-        }
-        tracing::warn!(upload = %rec.id, offset = rec.offset.0, on_disk = len, "upload bytes missing on disk; winding back");
-        let store = self.clone();
-        let rec = tokio::task::spawn_blocking(move || {
-            let mut rec = rec;
-            store.wind_back(&mut rec, len).map(|()| rec)
-        })
-        .await
-        .map_err(|e| StoreError::Io(io::Error::other(e.to_string())))??;
-        self.flush().await?;
-        Ok(rec)
     }
 }
 

@@ -26,8 +26,8 @@ fn check_room(app: &App, bytes: u64) -> Result<(), TusError> {
     if reserve == 0 {
         return Ok(());
     }
-    match app.store.free_space() {
-        Ok(free) if free < bytes.saturating_add(reserve) => Err(TusError::storage_full(format!(
+    match app.bytes.free_space() {
+        Some(Ok(free)) if free < bytes.saturating_add(reserve) => Err(TusError::storage_full(format!(
             "joining the parts needs {bytes} bytes, and the server has {free} free with {reserve} kept in \
              reserve; try again later"
         ))),
@@ -177,20 +177,13 @@ async fn try_assemble(app: &App, rec: &mut UploadRecord) -> Result<bool, TusErro
         }
     }
     check_room(app, pieces.iter().map(|p| p.1).sum())?;
-    let store = app.store.clone();
-    let final_id = rec.id;
-    let reserve = app.cfg.min_free_space;
-    let sha = tokio::task::spawn_blocking(move || {
-        crate::store::append::assemble(&store, final_id, &pieces, reserve)
-    })
-    .await
-    .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?
-    .map_err(|e| match e.kind() {
-        std::io::ErrorKind::StorageFull => {
-            TusError::storage_full(format!("{e}; the parts were not joined, try again later"))
-        }
-        _ => StoreError::Io(e).into(),
-    })?;
+    let sha =
+        app.bytes.concatenate(rec.id, pieces, app.cfg.min_free_space).await.map_err(|e| match e.kind() {
+            std::io::ErrorKind::StorageFull => {
+                TusError::storage_full(format!("{e}; the parts were not joined, try again later"))
+            }
+            _ => StoreError::Io(e).into(),
+        })?;
     let total = sha.len();
     let before = rec.share();
     rec.length = Some(total);

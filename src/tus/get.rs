@@ -16,10 +16,12 @@ pub async fn download(app: &App, caller: &Caller, id: Uuid, req: &HeaderMap) -> 
     // No lock: only committed bytes are served, and those never change.
     let rec = find(app, caller, id)?;
     let len = rec.offset.0;
-    let path = app.store.file_path(id);
     let content_type = match rec.asset.as_ref().and_then(|a| a.sniffed.as_ref()) {
         Some(s) => s.content_type.clone(),
-        None => crate::sniff_file(&path, len).await,
+        None => match app.bytes.read_prefix(id, len.min(8192) as usize).await {
+            Ok(head) if !head.is_empty() => crate::asset::sniff::sniff(&head).content_type,
+            _ => "application/octet-stream".to_string(),
+        },
     };
     let filename = rec
         .metadata
@@ -27,6 +29,6 @@ pub async fn download(app: &App, caller: &Caller, id: Uuid, req: &HeaderMap) -> 
         .and_then(|m| Metadata::parse(m).ok())
         .and_then(|m| m.get_str("filename").or(m.get_str("name")).map(str::to_string));
     let etag = if rec.is_complete() { rec.sha256.finalize_hex() } else { format!("{}-{}", id.simple(), len) };
-    let d = Download { path, len, etag, content_type, filename };
+    let d = Download { bytes: &app.bytes, id, len, etag, content_type, filename };
     download::serve(&Method::GET, req, d).await.map_err(|e| crate::store::StoreError::Io(e).into())
 }

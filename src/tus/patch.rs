@@ -259,7 +259,7 @@ fn end_error(app: &App, end: &BodyEnd, received: u64, length: Option<u64>) -> Tu
         BodyEnd::QuotaReached | BodyEnd::TypeRefused => unreachable!("answered by append_body"),
         BodyEnd::ReserveReached { free } => TusError::storage_full(format!(
             "{}; {received} bytes were stored, resume from Upload-Offset later",
-            crate::store::nearly_full(*free, app.cfg.min_free_space)
+            crate::ports::bytes::nearly_full(*free, app.cfg.min_free_space)
         )),
         BodyEnd::StorageFailed(f) => {
             tracing::error!(error = %f.message, "writing upload bytes failed");

@@ -26,10 +26,10 @@ pub async fn create(app: &Arc<App>, caller: &Caller, req: Request<Incoming>) -> 
     let metadata = headers::metadata(h)?;
     // Only an offset stream is upload data; any other body is not a chunk (tusd ignores it too).
     let with_body = headers::is_offset_stream(h) && headers::has_body(h);
-    if let Some(free) = app.store.short_of_space(app.cfg.min_free_space) {
+    if let Some(free) = app.bytes.short_of_space(app.cfg.min_free_space) {
         return Err(TusError::storage_full(format!(
             "{}; no upload was created, try again later",
-            crate::store::nearly_full(free, app.cfg.min_free_space)
+            crate::ports::bytes::nearly_full(free, app.cfg.min_free_space)
         )));
     }
 

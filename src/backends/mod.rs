@@ -1,0 +1,3 @@
+//! Implementations of the storage ports. They know nothing above the ports.
+
+pub mod files;
