@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# benches/ab.sh A_BIN B_BIN single|post|head [PAIRS] — alternate two tusk builds on one workload.
+# benches/ab.sh A_BIN B_BIN single|chunks|concurrent|post|head [PAIRS] — alternate two tusk builds on one workload.
 #
 # This VM's figures drift ±20 % from one minute to the next, so a lever is
 # judged by alternating runs of the build before and after it, each on a
 # fresh server and data directory (under target/ab/), PAIRS times (default 3):
 #   single  POST, then one 1 GiB PATCH (curl -T from /dev/shm): seconds
+#   chunks  POST, then the same 1 GiB as 128 PATCHes of 8 MiB (one curl each): seconds
+#   concurrent  64 uploads of 16 MiB at once (POST, then one curl PATCH each): seconds
 #   post    wrk POST creations for 5 s, 16 connections: req/s
 #   head    hey HEAD on one small upload, 150,000 requests, 16 connections: req/s
 # Each line also gives the server's CPU (from /proc/PID/stat).
@@ -16,7 +18,9 @@ set -u
 A=$(realpath "$1"); B=$(realpath "$2"); KIND=$3; PAIRS=${4:-3}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIG=/dev/shm/tusk-ab-1g.bin
-[ "$KIND" = single ] && [ ! -f $BIG ] && dd if=/dev/urandom of=$BIG bs=1M count=1024 status=none
+[ "$KIND" != post ] && [ "$KIND" != head ] && [ ! -f $BIG ] && dd if=/dev/urandom of=$BIG bs=1M count=1024 status=none
+CHUNK=/dev/shm/tusk-ab-8m.bin; [ -f $CHUNK ] || head -c 8388608 $BIG > $CHUNK
+SIXTEEN=/dev/shm/tusk-ab-16m.bin; [ -f $SIXTEEN ] || head -c 16777216 $BIG > $SIXTEEN
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
@@ -34,6 +38,27 @@ one() { # BIN LABEL
       local u; u=$(post 1073741824); sync; sleep 1; t0=$(ticks $P)
       out=$(curl -s -o /dev/null -w '%{http_code} in %{time_total} s' -X PATCH -H 'Tus-Resumable: 1.0.0' \
         -H 'Upload-Offset: 0' -H 'Content-Type: application/offset+octet-stream' -H 'Expect:' -T $BIG "$u") ;;
+    chunks)
+      local u; u=$(post 1073741824); sync; sleep 1; t0=$(ticks $P)
+      local s0; s0=$(date +%s.%N)
+      for i in $(seq 0 127); do
+        curl -s -o /dev/null -X PATCH -H 'Tus-Resumable: 1.0.0' -H "Upload-Offset: $((i * 8388608))" \
+          -H 'Content-Type: application/offset+octet-stream' -H 'Expect:' --data-binary @$CHUNK "$u" || break
+      done
+      local off; off=$(curl -s -I -H 'Tus-Resumable: 1.0.0' "$u" | tr -d '\r' | awk 'tolower($1)=="upload-offset:"{print $2}')
+      out="offset $off in $(echo "$(date +%s.%N) - $s0" | bc) s" ;;
+    concurrent)
+      local us=(); for i in $(seq 64); do us+=("$(post 16777216)"); done; sync; sleep 1; t0=$(ticks $P)
+      local s0; s0=$(date +%s.%N)
+      for u in "${us[@]}"; do
+        curl -s -o /dev/null -X PATCH -H 'Tus-Resumable: 1.0.0' -H 'Upload-Offset: 0' \
+          -H 'Content-Type: application/offset+octet-stream' -H 'Expect:' -T $SIXTEEN "$u" &
+      done
+      wait $(jobs -p | grep -v "^$P$") 2>/dev/null
+      local full=0; for u in "${us[@]}"; do
+        [ "$(curl -s -I -H 'Tus-Resumable: 1.0.0' "$u" | tr -d '\r' | awk 'tolower($1)=="upload-offset:"{print $2}')" = 16777216 ] && full=$((full + 1))
+      done
+      out="$full/64 complete in $(echo "$(date +%s.%N) - $s0" | bc) s" ;;
     post)
       printf '%s\n' 'function init(args) req = wrk.format("POST", nil, {["Tus-Resumable"] = "1.0.0", ["Upload-Length"] = "1024"}, "") end' \
         'function request() return req end' > "$d/post.lua"
@@ -45,7 +70,7 @@ one() { # BIN LABEL
         -H 'Content-Type: application/offset+octet-stream' --data-binary 0123456789abcdef "$u"
       sleep 0.5; t0=$(ticks $P)
       out="$(timeout 60 hey -n 150000 -c 16 -cpus 1 -m HEAD -H 'Tus-Resumable: 1.0.0' "$u" | awk '/Requests\/sec/{print $2}') req/s" ;;
-    *) echo "unknown workload $KIND (single|post|head)" >&2; kill $P; exit 2 ;;
+    *) echo "unknown workload $KIND (single|chunks|concurrent|post|head)" >&2; kill $P; exit 2 ;;
   esac
   t1=$(ticks $P)
   echo "$2: $out, server CPU $(( (t1 - t0) * 10 )) ms"

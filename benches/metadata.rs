@@ -5,7 +5,8 @@
 //!
 //! 1. Seeds a data directory with N records (default 1,000,000) through the
 //!    store's own API (`Store::put`, so the indexes are the server's):
-//!    several projects, 2 % of uploads in flight, the rest ready or failed,
+//!    several projects, 2 % of uploads in flight (each with its first 4 KiB
+//!    in a file, which start-up checks), the rest ready or failed,
 //!    of every type, one asset in 1,000 an archive (and never a failed one).
 //! 2. Starts the real `tusk serve` on it twice (the second is the restart)
 //!    and times spawn → first answered request; reads RSS (VmRSS, VmHWM).
@@ -30,6 +31,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tusk::asset::sniff::Sniffed;
 use tusk::asset::{AssetInfo, AssetState, AssetType};
+use tusk::backends::files::Files;
 use tusk::store::{Concat, Offset, Store, UploadRecord};
 use uuid::Uuid;
 
@@ -159,11 +161,12 @@ fn main() {
 /// (uploads in flight).
 fn seed(dir: &Path, n: u64) -> Vec<Uuid> {
     let store = Store::open(dir).unwrap();
+    let files = Files::open(dir).unwrap();
     let heads = std::thread::scope(|s| {
         let workers: Vec<_> = (0..2u64)
             .map(|w| {
-                let store = &store;
-                s.spawn(move || seed_part(store, w, n))
+                let (store, files) = (&store, &files);
+                s.spawn(move || seed_part(store, files, w, n))
             })
             .collect();
         workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
@@ -172,7 +175,7 @@ fn seed(dir: &Path, n: u64) -> Vec<Uuid> {
     heads
 }
 
-fn seed_part(store: &Store, worker: u64, n: u64) -> Vec<Uuid> {
+fn seed_part(store: &Store, files: &Files, worker: u64, n: u64) -> Vec<Uuid> {
     let default = tusk::auth::project_id("default");
     let others: Vec<Uuid> = (0..3).map(|i| tusk::auth::project_id(&format!("p{i}"))).collect();
     let mut heads = Vec::new();
@@ -198,8 +201,9 @@ fn seed_part(store: &Store, worker: u64, n: u64) -> Vec<Uuid> {
         asset.sniffed =
             Some(Sniffed { kind, extension: None, content_type: "application/octet-stream".into() });
         if i % 50 == 0 {
-            // In flight: a part of its bytes stored.
-            rec.offset = Offset(1 << 19);
+            // In flight: its first page stored (start-up checks each file).
+            rec.offset = Offset(4096);
+            fs::write(files.path(rec.id), [7u8; 4096]).unwrap();
             if heads.len() < 500 && project == default {
                 heads.push(rec.id);
             }

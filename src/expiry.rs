@@ -35,11 +35,16 @@ pub async fn sweep_once(app: &Arc<App>) -> Result<usize, crate::store::StoreErro
     let candidates = tokio::task::spawn_blocking(move || -> Result<Vec<_>, crate::store::StoreError> {
         let mut due = Vec::new();
         for id in store.take_touched_before(cutoff) {
-            // Touched again since (filed under a later second), finished, or removed: dropped.
-            if let Some(rec) = store.get(id)?
-                && rec.expires_at(expire_after).is_some_and(|at| at <= now)
-            {
-                due.push(id);
+            // Finished or removed: dropped. Touched since: filed again under
+            // its last change (start-up files uploads under their creation).
+            let Some(rec) = store.get(id)? else {
+                store.forget_unrecorded(id)?;
+                continue;
+            };
+            match rec.expires_at(expire_after) {
+                Some(at) if at <= now => due.push(id),
+                Some(_) => store.touch(rec.updated_at, id),
+                None => {}
             }
         }
         Ok(due)

@@ -125,6 +125,21 @@ pub async fn verified(app: &App, rec: UploadRecord) -> Result<UploadRecord, Stor
     Ok(rec)
 }
 
+/// Start-up's check of an unfinished upload at `offset` (from the index):
+/// its record, wound back, if its stored bytes are fewer. Blocking.
+pub fn check_stored(
+    store: &crate::store::Store,
+    bytes: &ByteStore,
+    id: uuid::Uuid,
+    offset: Offset,
+) -> Result<Option<UploadRecord>, StoreError> {
+    if offset.0 == 0 || bytes.len_blocking(id)? >= offset.0 {
+        return Ok(None);
+    }
+    let Some(mut rec) = store.get(id)? else { return Ok(None) };
+    Ok(wind_back(bytes, &mut rec)?.then_some(rec))
+}
+
 /// If an unfinished upload's stored bytes are fewer than its offset (a disk
 /// that lost synced data, a file removed by hand), sets the offset to what
 /// is really there and re-hashes that prefix, so new bytes never land after

@@ -229,10 +229,12 @@ async fn run(app: Arc<App>, id: Uuid) {
 }
 
 /// At start-up: finish what a restart interrupted.
-pub async fn resume_all(app: &Arc<App>) {
+///
+/// `not_started`: complete uploads still `pending_upload` (`Store::resume`).
+pub async fn resume_all(app: &Arc<App>, not_started: Vec<Uuid>) {
     let store = app.store.clone();
-    let todo = tokio::task::spawn_blocking(move || store.unprocessed()).await;
-    let (processing, not_started) = match todo {
+    let todo = tokio::task::spawn_blocking(move || store.processing()).await;
+    let processing = match todo {
         Ok(Ok(todo)) => todo,
         Ok(Err(e)) => return tracing::error!(error = %e, "could not read what processing must resume"),
         Err(e) => return tracing::error!(error = %e, "could not read what processing must resume"),

@@ -43,26 +43,28 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> io::Result<()> {
     let data_dir = cfg.data_dir.clone();
     let usage = Arc::new(Usage::default());
     // The composition root: the backends are chosen and opened here, once.
-    let (store, bytes) = tokio::task::spawn_blocking({
+    let (store, bytes, not_started) = tokio::task::spawn_blocking({
         let usage = usage.clone();
-        move || -> Result<(Store, ByteStore), String> {
+        move || -> Result<(Store, ByteStore, Vec<uuid::Uuid>), String> {
             let store =
                 Store::open(&data_dir).map_err(|e| format!("cannot open {}: {e}", data_dir.display()))?;
             let files = Files::open(&data_dir)
                 .map_err(|e| format!("cannot open {}: {e}", data_dir.join("uploads").display()))?;
             let bytes = ByteStore::Files(Arc::new(files));
-            // Only the uploads in flight are read: their offsets checked
-            // against the bytes, and added to the settled usage counters.
-            let (fixed, totals) =
-                store.resume(|rec| crate::uploads::wind_back(&bytes, rec)).map_err(|e| e.to_string())?;
-            usage.load(totals);
+            // From the index alone: offsets checked against the bytes, and
+            // the uploads in flight added to the settled usage counters.
+            let resumed = store
+                .resume(|id, offset| crate::uploads::check_stored(&store, &bytes, id, offset))
+                .map_err(|e| e.to_string())?;
+            let fixed = resumed.wound_back;
+            usage.load(resumed.usage);
             if fixed > 0 {
                 tracing::warn!(
                     uploads = fixed,
                     "wound back uploads whose files were shorter than their offsets"
                 );
             }
-            Ok((store, bytes))
+            Ok((store, bytes, resumed.not_started))
         }
     })
     .await
@@ -136,7 +138,7 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> io::Result<()> {
     tokio::spawn(projects.watch(usage, shutdown.clone()));
     tokio::spawn({
         let app = app.clone();
-        async move { crate::asset::process::resume_all(&app).await }
+        async move { crate::asset::process::resume_all(&app, not_started).await }
     });
     // Finals whose parts completed just before a crash are assembled now.
     tokio::spawn({

@@ -1,6 +1,7 @@
 //! The `by_state` index: one key per upload, `group ++ project ++ kind ++ id`
-//! (34 bytes, no value), so every question the server asks of its metadata
-//! reads only the records that answer it.
+//! (34 bytes; in-flight entries carry the offset and a completion flag), so
+//! every question the server asks of its metadata reads only the records
+//! that answer it, and start-up reads none.
 //!
 //! - A project's assets in one state and of one type are one key range; a
 //!   list filtered by state and/or type merges the ranges it names (at most
@@ -37,6 +38,12 @@ pub fn raw_key(group: u8, project: Uuid, kind: u8, id: Uuid) -> [u8; KEY_LEN] {
     k[17] = kind;
     k[18..].copy_from_slice(id.as_bytes());
     k
+}
+
+/// The value stored under a record's key: what start-up needs of an
+/// upload in flight (`Placement::entry`), nothing for the others.
+pub fn value(p: &Placement) -> Vec<u8> {
+    p.entry.map(|e| e.encode().to_vec()).unwrap_or_default()
 }
 
 /// The upload id at the end of a key.

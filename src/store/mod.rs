@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use crate::asset::{AssetState, AssetType};
 use crate::usage::{Share, UsageFigures};
-use record::{KIND_UNKNOWN, Placement, PlacementView, group, kind_code, state_group};
+use record::{InFlight, KIND_PARTIAL, KIND_UNKNOWN, Placement, PlacementView, group, kind_code, state_group};
 
 pub use record::{
     Concat, GoneReason, Offset, Owner, Timestamp, Tombstone, UploadLimits, UploadRecord, UploadStatus,
@@ -113,6 +113,9 @@ pub struct Store {
     /// more insert per request). A second's ids in a `Vec`: 16 bytes an
     /// upload, against ~50 in a `BTreeSet` of (time, id).
     touched: Mutex<BTreeMap<u64, Vec<Uuid>>>,
+    /// In-flight entries without bytes found at start-up, not yet matched
+    /// with their record (`forget_unrecorded`).
+    unverified: Mutex<HashMap<Uuid, [u8; index::KEY_LEN]>>,
     data_dir: PathBuf,
     /// Held (flock) for the life of the store: one server per data directory.
     _dir_lock: fs::File,
@@ -175,6 +178,7 @@ impl Store {
             info: db.open_tree("info")?,
             token_uses: db.open_tree("token_uses")?,
             touched: Mutex::default(),
+            unverified: Mutex::default(),
             db,
             data_dir: data_dir.to_path_buf(),
             _dir_lock: dir_lock,
@@ -185,7 +189,8 @@ impl Store {
 
     /// Brings a directory written by an older tusk to [`SCHEMA`]: version 1
     /// had no `by_state` index and no `settled` counters (lists and start-up
-    /// read every record). Built once, from one pass over the records.
+    /// read every record), version 2 no values in the index's in-flight
+    /// entries. Built once, from one pass over the records.
     fn migrate(&self) -> Result<()> {
         let version =
             self.info.get(b"schema")?.and_then(|v| v.as_ref().try_into().ok()).map(u32::from_be_bytes);
@@ -198,6 +203,8 @@ impl Store {
             }
             _ => {}
         }
+        self.by_state.clear()?;
+        self.settled.clear()?;
         let mut counted: HashMap<Uuid, (u64, u64)> = HashMap::new();
         let mut n = 0usize;
         for item in self.uploads.iter() {
@@ -205,7 +212,7 @@ impl Store {
             let rec = decode(&v)?;
             let p = rec.placement();
             if let Some(k) = index::key(&p, rec.project_id, rec.id) {
-                self.by_state.insert(k, &[])?;
+                self.by_state.insert(k, index::value(&p))?;
             }
             let c = counted.entry(rec.project_id).or_default();
             c.0 += p.settled.bytes;
@@ -318,7 +325,7 @@ impl Store {
         }
         let bytes = serde_json::to_vec(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         if let Some(k) = index::key(&new, rec.project_id, rec.id) {
-            self.by_state.insert(k, &[])?;
+            self.by_state.insert(k, index::value(&new))?;
         }
         self.uploads.insert(rec.id.as_bytes(), bytes)?;
         if !rec.is_complete() {
@@ -339,13 +346,15 @@ impl Store {
             }
             let old_key = old.as_ref().and_then(|p| index::key(p, project, id));
             let new_key = index::key(&new, project, id);
-            if old_key != new_key {
-                if let Some(k) = old_key {
-                    by_state.remove(&k[..])?;
-                }
-                if let Some(k) = new_key {
-                    by_state.insert(&k[..], &[])?;
-                }
+            if old_key != new_key
+                && let Some(k) = old_key
+            {
+                by_state.remove(&k[..])?;
+            }
+            if let Some(k) = new_key
+                && (old_key != new_key || old.map(|p| p.entry) != Some(new.entry))
+            {
+                by_state.insert(&k[..], index::value(&new))?;
             }
             settle(settled, project, old.map(|p| p.settled).unwrap_or_default(), new.settled)?;
             Ok(())
@@ -556,35 +565,40 @@ impl Store {
         Ok(out)
     }
 
-    /// The records under index group `g` of every project, each checked
-    /// against its key; keys whose record is gone or placed elsewhere
-    /// (a crash between a creation's two inserts) are removed.
-    fn group_records(&self, g: u8, mut each: impl FnMut(UploadRecord) -> Result<()>) -> Result<()> {
-        for item in self.by_state.scan_prefix([g]) {
-            let (key, _) = item?;
-            let Some(id) = index::id_of(&key) else { continue };
-            let rec = match self.uploads.get(id.as_bytes())? {
-                Some(v) => decode(&v)?,
-                None => {
-                    self.by_state.remove(&key)?;
-                    continue;
-                }
-            };
-            if index::key(&rec.placement(), rec.project_id, id).as_ref().map(|k| &k[..]) != Some(&key[..]) {
-                self.by_state.remove(&key)?;
+    /// The in-flight index entries of every project: (key, id, project, is
+    /// an asset, what start-up needs). Reads no record.
+    fn in_flight(&self, mut each: impl FnMut(&[u8], Uuid, Uuid, bool, InFlight) -> Result<()>) -> Result<()> {
+        for item in self.by_state.scan_prefix([group::IN_FLIGHT]) {
+            let (key, value) = item?;
+            let (Some(id), Ok(project), Some(entry)) =
+                (index::id_of(&key), Uuid::from_slice(&key[1..17]), InFlight::decode(&value))
+            else {
                 continue;
-            }
-            each(rec)?;
+            };
+            each(&key, id, project, key[17] != KIND_PARTIAL, entry)?;
+        }
+        Ok(())
+    }
+
+    /// The sweeper found no record for `id`: if start-up filed it from an
+    /// entry that may have lost its record (a crash between a creation's
+    /// two inserts), that entry goes.
+    pub fn forget_unrecorded(&self, id: Uuid) -> Result<()> {
+        let key = self.unverified.lock().expect("unverified entries").remove(&id);
+        if let Some(key) = key
+            && !self.uploads.contains_key(id.as_bytes())?
+        {
+            self.by_state.remove(key)?;
         }
         Ok(())
     }
 
     /// Every project's usage: the settled counters plus the uploads in
-    /// flight, which are read (there are few; the rest are not).
+    /// flight, from their index entries.
     pub fn usage_totals(&self) -> Result<HashMap<Uuid, UsageFigures>> {
         let mut totals = self.settled_totals()?;
-        self.group_records(group::IN_FLIGHT, |rec| {
-            add_share(&mut totals, rec.project_id, rec.share());
+        self.in_flight(|_, _, project, asset, e| {
+            add_share(&mut totals, project, Share { bytes: e.offset.0, asset, in_flight: !e.complete });
             Ok(())
         })?;
         Ok(totals)
@@ -602,52 +616,69 @@ impl Store {
         Ok(totals)
     }
 
-    /// Start-up: reads only the uploads in flight (and assets still
-    /// `pending_upload`). Each unfinished one is filed for expiry, and
-    /// `check` may correct it (the upload service winds back an upload whose
-    /// bytes are shorter than its offset); a corrected record is stored.
-    /// Returns how many were corrected and every project's usage.
+    /// Start-up, from the index alone (no record is read): every unfinished
+    /// upload is filed for expiry under its creation time (the sweeper reads
+    /// it when that is due and files it again under its last change),
+    /// `check` may correct one (the upload service winds back an upload
+    /// whose stored bytes are fewer than its offset: given the id and the
+    /// offset, it returns the corrected record to store), and each project's
+    /// usage is counted. Returns how many were corrected, the usage, and the
+    /// complete uploads whose processing never started.
     pub fn resume(
         &self,
-        mut check: impl FnMut(&mut UploadRecord) -> Result<bool>,
-    ) -> Result<(usize, HashMap<Uuid, UsageFigures>)> {
-        let mut totals = self.settled_totals()?;
-        let mut fixed = 0;
-        self.group_records(group::IN_FLIGHT, |mut rec| {
-            if !rec.is_complete() {
-                self.touch(rec.updated_at, rec.id);
+        mut check: impl FnMut(Uuid, Offset) -> Result<Option<UploadRecord>>,
+    ) -> Result<Resumed> {
+        let mut resumed = Resumed { usage: self.settled_totals()?, ..Resumed::default() };
+        self.in_flight(|key, id, project, asset, e| {
+            if e.offset.0 == 0 && !e.complete {
+                // As made by a creation: its record is looked for only when
+                // the sweeper reads it (reading each here cost a page of
+                // metadata apiece).
+                let key: [u8; index::KEY_LEN] = key.try_into().expect("index keys are KEY_LEN bytes");
+                self.unverified.lock().expect("unverified entries").insert(id, key);
             }
-            if check(&mut rec)? {
-                self.put(&rec)?;
-                fixed += 1;
-            }
-            add_share(&mut totals, rec.project_id, rec.share());
+            let share = if e.complete {
+                resumed.not_started.push(id);
+                Share { bytes: e.offset.0, asset, in_flight: false }
+            } else {
+                self.touch(Timestamp(id.get_timestamp().map_or(0, |t| t.to_unix().0 * 1000)), id);
+                match check(id, e.offset)? {
+                    Some(rec) => {
+                        self.put(&rec)?;
+                        resumed.wound_back += 1;
+                        rec.share()
+                    }
+                    None => Share { bytes: e.offset.0, asset, in_flight: true },
+                }
+            };
+            add_share(&mut resumed.usage, project, share);
             Ok(())
         })?;
-        if fixed > 0 {
+        if resumed.wound_back > 0 {
             self.flush_blocking()?;
         }
-        Ok((fixed, totals))
+        Ok(resumed)
     }
 
-    /// What processing must finish after a restart: assets left
-    /// `processing`, and complete ones never started (still `pending_upload`).
-    /// Reads those alone.
-    pub fn unprocessed(&self) -> Result<(Vec<Uuid>, Vec<Uuid>)> {
-        let mut processing = Vec::new();
+    /// Assets left `processing` (by a crash or a stop), from the index.
+    pub fn processing(&self) -> Result<Vec<Uuid>> {
+        let mut ids = Vec::new();
         for item in self.by_state.scan_prefix([group::PROCESSING]) {
             let (key, _) = item?;
-            processing.extend(index::id_of(&key));
+            ids.extend(index::id_of(&key));
         }
-        let mut not_started = Vec::new();
-        self.group_records(group::IN_FLIGHT, |rec| {
-            if rec.is_complete() && rec.asset.as_ref().is_some_and(|a| a.state == AssetState::PendingUpload) {
-                not_started.push(rec.id);
-            }
-            Ok(())
-        })?;
-        Ok((processing, not_started))
+        Ok(ids)
     }
+}
+
+/// What `Store::resume` found.
+#[derive(Debug, Default)]
+pub struct Resumed {
+    /// Uploads wound back to their stored bytes.
+    pub wound_back: usize,
+    pub usage: HashMap<Uuid, UsageFigures>,
+    /// Complete uploads still `pending_upload`: their processing must start.
+    pub not_started: Vec<Uuid>,
 }
 
 fn index_key(project: Uuid, id: Uuid) -> [u8; 32] {
@@ -668,7 +699,7 @@ fn placement_of(v: &[u8]) -> Result<Placement> {
 }
 
 /// The layout version `Store::migrate` brings a data directory to.
-const SCHEMA: u32 = 2;
+const SCHEMA: u32 = 3;
 
 fn encode_settled(bytes: u64, assets: u64) -> [u8; 16] {
     let mut v = [0u8; 16];

@@ -277,8 +277,33 @@ pub struct Placement {
     pub kind: u8,
     /// What the record counts in its project's usage once it is no longer in
     /// flight (counted at start-up from the stored counters, not by a scan).
-    /// Zero while in flight: start-up reads those records anyway.
+    /// Zero while in flight: those are counted from their index entries.
     pub settled: Share,
+    /// For the `IN_FLIGHT` group, what start-up needs of the upload, kept as
+    /// the value of its index entry so start-up reads no record at all.
+    pub entry: Option<InFlight>,
+}
+
+/// An `IN_FLIGHT` index entry's value: 8 bytes of offset, 1 of flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InFlight {
+    pub offset: Offset,
+    /// Every byte is in (an asset `pending_upload` whose processing has not started).
+    pub complete: bool,
+}
+
+impl InFlight {
+    pub fn encode(&self) -> [u8; 9] {
+        let mut v = [0u8; 9];
+        v[..8].copy_from_slice(&self.offset.0.to_be_bytes());
+        v[8] = u8::from(self.complete);
+        v
+    }
+
+    pub fn decode(v: &[u8]) -> Option<InFlight> {
+        let offset = Offset(u64::from_be_bytes(v.get(..8)?.try_into().ok()?));
+        Some(InFlight { offset, complete: *v.get(8)? & 1 == 1 })
+    }
 }
 
 /// Index group codes: the first byte of a `by_state` key.
@@ -327,7 +352,8 @@ fn placement(
         Some((_, None)) => KIND_UNKNOWN,
         Some((_, Some(k))) => kind_code(k),
     };
-    Placement { group, kind, settled: if in_flight { Share::default() } else { share } }
+    let entry = (group == group::IN_FLIGHT).then_some(InFlight { offset, complete });
+    Placement { group, kind, settled: if in_flight { Share::default() } else { share }, entry }
 }
 
 impl UploadRecord {
