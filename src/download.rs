@@ -38,6 +38,21 @@ pub fn is_inline(content_type: &str) -> bool {
             && !content_type.contains('+'))
 }
 
+/// RFC 5987 `attr-char`: what `filename*` may carry unescaped.
+const ATTR_CHAR: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
+
 /// `inline|attachment; filename="ascii"; filename*=UTF-8''percent-encoded` (RFC 6266).
 pub fn content_disposition(content_type: &str, filename: Option<&str>) -> String {
     let kind = if is_inline(content_type) { "inline" } else { "attachment" };
@@ -49,14 +64,7 @@ pub fn content_disposition(content_type: &str, filename: Option<&str>) -> String
         .chars()
         .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
         .collect();
-    let mut encoded = String::new();
-    for b in name.bytes() {
-        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
-            encoded.push(b as char);
-        } else {
-            encoded.push_str(&format!("%{b:02X}"));
-        }
-    }
+    let encoded = percent_encoding::utf8_percent_encode(name, ATTR_CHAR);
     format!("{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }
 

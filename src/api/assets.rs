@@ -382,7 +382,7 @@ pub async fn list(
     let mut limit = 20usize;
     let mut cursor = None;
     let mut errors = Vec::new();
-    for (k, v) in form_urlencoded(req.uri().query().unwrap_or("")) {
+    for (k, v) in query_pairs(req.uri().query().unwrap_or("")) {
         match k.as_str() {
             "state" => match AssetState::parse(&v) {
                 Some(s) => state = Some(s),
@@ -448,7 +448,7 @@ pub async fn delete(app: &App, caller: &Caller, id: Uuid) -> Result<Response, Ap
 pub async fn content(app: &App, id: Uuid, req: &Request<Incoming>) -> Result<Response, ApiError> {
     let mut expires = None;
     let mut signature = None;
-    for (k, v) in form_urlencoded(req.uri().query().unwrap_or("")) {
+    for (k, v) in query_pairs(req.uri().query().unwrap_or("")) {
         match k.as_str() {
             "expires" => expires = v.parse::<u64>().ok(),
             "signature" => signature = Some(v),
@@ -533,35 +533,6 @@ pub(super) fn json_u64(n: &serde_json::Number) -> Option<u64> {
 }
 
 /// `application/x-www-form-urlencoded` pairs of a query string.
-fn form_urlencoded(q: &str) -> Vec<(String, String)> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
-}
-
-fn decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+fn query_pairs(q: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(q.as_bytes()).into_owned().collect()
 }

@@ -2,6 +2,7 @@
 //! concatenation) is an asset with the same id, sniffed from its first bytes,
 //! measured once complete, and read through the `/v1` API.
 
+mod bytes;
 pub mod lang;
 pub mod probe;
 pub mod process;
@@ -122,21 +123,7 @@ impl AssetInfo {
 
 /// RFC 3339 UTC with milliseconds, e.g. `2026-11-22T08:39:23.123Z`.
 pub fn rfc3339(t: Timestamp) -> String {
-    let ms = t.0 % 1000;
-    let secs = t.0 / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    // Howard Hinnant's civil_from_days.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(mo <= 2);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}.{ms:03}Z")
+    humantime::format_rfc3339_millis(t.to_system_time()).to_string()
 }
 
 #[cfg(test)]

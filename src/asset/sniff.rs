@@ -8,6 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::bytes::{be32, le16};
+
 /// Broad class of an uploaded asset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -300,11 +302,6 @@ fn is_plain_text(prefix: &[u8]) -> bool {
     }
 }
 
-fn be_u32(b: &[u8], at: usize) -> Option<u32> {
-    let s = b.get(at..at.checked_add(4)?)?;
-    Some(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-}
-
 /// MP4 / QuickTime / 3GP family: decided by the `ftyp` brand and, for generic
 /// brands, by the track handlers when the `moov` box is inside the prefix.
 fn sniff_isobmff(p: &[u8]) -> Option<Sniffed> {
@@ -342,7 +339,7 @@ fn sniff_isobmff(p: &[u8]) -> Option<Sniffed> {
 fn mp4_handlers_in_prefix(p: &[u8]) -> (bool, bool) {
     let mut pos = 0usize;
     let (mut video, mut audio) = (false, false);
-    while let Some(size) = be_u32(p, pos) {
+    while let Some(size) = be32(p, pos) {
         let kind = match p.get(pos + 4..pos + 8) {
             Some(k) => k,
             None => break,
@@ -503,8 +500,8 @@ fn sniff_zip_container(p: &[u8]) -> Option<Sniffed> {
     for _ in 0..256 {
         let at = from + find(p.get(from..)?, SIG)?;
         from = at + 4;
-        let name_len = u16::from_le_bytes(p.get(at + 26..at + 28)?.try_into().ok()?) as usize;
-        let extra_len = u16::from_le_bytes(p.get(at + 28..at + 30)?.try_into().ok()?) as usize;
+        let name_len = le16(p, at + 26)? as usize;
+        let extra_len = le16(p, at + 28)? as usize;
         let Some(name) = p.get(at + 30..at + 30 + name_len) else { break };
         if name.starts_with(b"word/") {
             return Some(known("docx"));
@@ -597,8 +594,8 @@ fn mp3_frame_len(h: u32) -> Option<(usize, u32)> {
 /// An MP3 without an ID3 tag: a valid Layer III header at offset 0, followed
 /// by a second matching header (or the prefix ends inside the first frame).
 fn sniff_mpeg_audio(p: &[u8]) -> Option<Sniffed> {
-    let (len, key) = mp3_frame_len(be_u32(p, 0)?)?;
-    match be_u32(p, len) {
+    let (len, key) = mp3_frame_len(be32(p, 0)?)?;
+    match be32(p, len) {
         Some(h2) => match mp3_frame_len(h2) {
             Some((_, key2)) if key2 == key => Some(known("mp3")),
             _ => None,
@@ -695,7 +692,7 @@ mod tests {
         assert_eq!(s, Sniffed::new(Audio, "mp3", "audio/mpeg"));
         // The same frames with the CRC-protection bit set (FF FA), which infer misses.
         let mut crc = raw[..raw.len().min(SNIFF_LEN)].to_vec();
-        let (len, _) = mp3_frame_len(be_u32(&crc, 0).unwrap()).unwrap();
+        let (len, _) = mp3_frame_len(be32(&crc, 0).unwrap()).unwrap();
         crc[1] &= 0xFE;
         crc[len + 1] &= 0xFE;
         assert_eq!(sniff(&crc).extension.as_deref(), Some("mp3"));

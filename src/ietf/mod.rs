@@ -557,29 +557,11 @@ pub fn disposition_filename(cd: &str) -> Option<String> {
             "filename*" => {
                 let v = v.trim();
                 let encoded = v.strip_prefix("UTF-8''").or_else(|| v.strip_prefix("utf-8''"))?;
-                return Some(percent_decode(encoded));
+                return Some(percent_encoding::percent_decode_str(encoded).decode_utf8_lossy().into_owned());
             }
             "filename" => plain = Some(v.trim().trim_matches('"').to_string()),
             _ => {}
         }
     }
     plain
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && let Some(byte) = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(byte);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
