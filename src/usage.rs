@@ -115,7 +115,7 @@ impl Usage {
         p.in_flight.fetch_add(i64::from(after.in_flight) - i64::from(before.in_flight), Ordering::Relaxed);
     }
 
-    /// A new upload: counted in flight until `lifecycle::on_complete` (or
+    /// A new upload: counted in flight until `uploads::on_complete` (or
     /// its assembly) says otherwise; its bytes are counted as they arrive.
     pub fn created(&self, project: Uuid, asset: bool, in_flight: bool) {
         self.moved(project, Share::default(), Share { bytes: 0, asset, in_flight });

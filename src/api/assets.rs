@@ -231,7 +231,7 @@ pub async fn create(
     if rec.is_complete() {
         // A zero-byte asset is complete at once.
         let _lock = app.locks.lock(id).await?;
-        crate::lifecycle::on_complete(app, &rec).await;
+        crate::uploads::on_complete(app, &rec).await;
         rec = app.store.get(id)?.unwrap_or(rec);
     }
 
@@ -438,7 +438,7 @@ pub async fn delete(app: &App, caller: &Caller, id: Uuid) -> Result<Response, Ap
     find(app, caller, id)?;
     let _lock = app.locks.lock(id).await?;
     find(app, caller, id)?;
-    crate::lifecycle::remove(app, id, crate::store::GoneReason::Terminated).await?;
+    crate::uploads::remove(app, id, crate::store::GoneReason::Terminated).await?;
     let mut resp = http::Response::new(crate::http::empty());
     *resp.status_mut() = StatusCode::NO_CONTENT;
     Ok(resp)

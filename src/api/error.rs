@@ -98,6 +98,10 @@ impl From<crate::uploads::UploadError> for ApiError {
         match e {
             crate::uploads::UploadError::Refused(r) => r.into(),
             crate::uploads::UploadError::Store(e) => e.into(),
+            crate::uploads::UploadError::StorageFull(m) => {
+                ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "storage_full", m)
+            }
+            crate::uploads::UploadError::Busy => crate::lock::LockTimeout.into(),
         }
     }
 }

@@ -256,7 +256,7 @@ async fn create(
     app.store.flush().await?;
     let rec = result.map_err(|p| p.with_header(LOCATION, &location))?;
     if rec.is_complete() {
-        crate::lifecycle::on_complete(app, &rec).await;
+        crate::uploads::on_complete(app, &rec).await;
     }
     drop(lock);
 
@@ -356,7 +356,7 @@ async fn append(
     let was_complete = rec.is_complete();
     let rec = write(app, rec, body, h, complete, digest, &lock).await?;
     if !was_complete && rec.is_complete() {
-        crate::lifecycle::on_complete(app, &rec).await;
+        crate::uploads::on_complete(app, &rec).await;
     }
     drop(lock);
     let mut resp = http::Response::new(empty());
@@ -378,7 +378,7 @@ async fn cancel(
     check_owner(app, caller, id)?;
     let _lock = app.locks.lock(id).await.map_err(|_| Problem::locked())?;
     find(app, caller, id)?;
-    crate::lifecycle::remove(app, id, crate::store::GoneReason::Terminated).await?;
+    crate::uploads::remove(app, id, crate::store::GoneReason::Terminated).await?;
     let mut resp = http::Response::new(empty());
     *resp.status_mut() = StatusCode::NO_CONTENT;
     Ok(resp)

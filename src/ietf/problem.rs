@@ -131,6 +131,14 @@ impl From<crate::uploads::UploadError> for Problem {
         match e {
             crate::uploads::UploadError::Refused(r) => r.into(),
             crate::uploads::UploadError::Store(e) => e.into(),
+            crate::uploads::UploadError::StorageFull(m) => {
+                Problem::new(StatusCode::INSUFFICIENT_STORAGE, "storage full", m)
+            }
+            crate::uploads::UploadError::Busy => Problem::new(
+                StatusCode::LOCKED,
+                "upload locked",
+                "another request for this upload is still finishing; retry in a moment",
+            ),
         }
     }
 }

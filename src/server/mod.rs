@@ -122,7 +122,7 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> io::Result<()> {
     };
     let app = App::new(cfg, parts, shutdown.clone());
 
-    tokio::spawn(crate::expiry::run(app.clone()));
+    tokio::spawn(crate::uploads::expire::run(app.clone()));
     // In the background: it reads every shard folder.
     tokio::task::spawn_blocking({
         let (store, bytes) = (app.store.clone(), app.bytes.clone());
@@ -143,7 +143,7 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> io::Result<()> {
     // Finals whose parts completed just before a crash are assembled now.
     tokio::spawn({
         let app = app.clone();
-        async move { crate::tus::on_partial_complete(&app, None).await }
+        async move { crate::uploads::concat::on_partial_complete(&app, None).await }
     });
 
     tracing::info!(

@@ -14,26 +14,11 @@ use super::{expires_header, find, upload_url};
 use crate::app::App;
 use crate::auth::Caller;
 use crate::http::{Response, empty, set};
-use crate::store::{Concat, Offset, StoreError, Timestamp, UploadRecord};
+use crate::store::{Concat, StoreError};
 use crate::uploads::{self, NewUpload};
 
 /// Most parts a final upload may list.
 pub const MAX_PARTS: usize = 1000;
-
-/// 507 unless `bytes` fit on the disk with the free-space reserve to spare.
-fn check_room(app: &App, bytes: u64) -> Result<(), TusError> {
-    let reserve = app.cfg.min_free_space;
-    if reserve == 0 {
-        return Ok(());
-    }
-    match app.bytes.free_space() {
-        Some(Ok(free)) if free < bytes.saturating_add(reserve) => Err(TusError::storage_full(format!(
-            "joining the parts needs {bytes} bytes, and the server has {free} free with {reserve} kept in \
-             reserve; try again later"
-        ))),
-        _ => Ok(()),
-    }
-}
 
 pub async fn create_final(
     app: &Arc<App>,
@@ -107,7 +92,7 @@ pub async fn create_final(
         _ => {}
     }
     if let Some(n) = length {
-        check_room(app, n)?;
+        uploads::concat::check_room(app, n)?;
     }
 
     let asset = super::post::new_asset(metadata.as_ref().map(|m| &m.1))?;
@@ -122,14 +107,14 @@ pub async fn create_final(
     let mut rec = uploads::create(app, caller, new)?;
     let id = rec.id;
     let _lock = app.locks.lock(id).await?;
-    let assembled = match try_assemble(app, &mut rec).await {
+    let assembled = match uploads::concat::assemble(app, &mut rec).await {
         Ok(done) => done,
         Err(e) => {
             // Retried when a part completes or at the next start, so the
             // final never lingers unassembled with nothing to finish it.
             app.store.add_waiting_final(&rec)?;
             app.store.flush().await?;
-            return Err(e);
+            return Err(e.into());
         }
     };
     if !assembled {
@@ -137,7 +122,7 @@ pub async fn create_final(
     }
     app.store.flush().await?;
     if assembled {
-        crate::lifecycle::on_upload_complete(app, &rec).await;
+        uploads::on_upload_complete(app, &rec).await;
     }
 
     let mut resp = http::Response::new(empty());
@@ -161,76 +146,4 @@ pub fn total_length(app: &App, parts: &[Uuid]) -> Result<Option<u64>, StoreError
         }
     }
     Ok(Some(total))
-}
-
-/// Joins the parts if all are complete. The caller holds the final's lock.
-async fn try_assemble(app: &App, rec: &mut UploadRecord) -> Result<bool, TusError> {
-    let Concat::Final { parts, assembled, .. } = &rec.concat else { return Ok(false) };
-    if *assembled {
-        return Ok(true);
-    }
-    let mut pieces = Vec::with_capacity(parts.len());
-    for id in parts {
-        match app.store.get(*id)? {
-            Some(p) if p.is_complete() => pieces.push((*id, p.offset.0)),
-            _ => return Ok(false), // unfinished (or removed: the final will expire)
-        }
-    }
-    check_room(app, pieces.iter().map(|p| p.1).sum())?;
-    let sha =
-        app.bytes.concatenate(rec.id, pieces, app.cfg.min_free_space).await.map_err(|e| match e.kind() {
-            std::io::ErrorKind::StorageFull => {
-                TusError::storage_full(format!("{e}; the parts were not joined, try again later"))
-            }
-            _ => StoreError::Io(e).into(),
-        })?;
-    let total = sha.len();
-    let before = rec.share();
-    rec.length = Some(total);
-    rec.offset = Offset(total);
-    rec.sha256 = sha;
-    rec.updated_at = Timestamp::now();
-    if let Concat::Final { assembled, .. } = &mut rec.concat {
-        *assembled = true;
-    }
-    app.store.put(rec)?;
-    app.store.remove_waiting_final(rec)?;
-    app.usage.moved(rec.project_id, before, rec.share());
-    Ok(true)
-}
-
-/// A partial upload finished: assemble the finals that list it and are now
-/// complete. `None` (at start-up): every waiting final, also filing each in
-/// the by-part index again (data directories from before it existed).
-pub async fn on_partial_complete(app: &Arc<App>, part: Option<Uuid>) {
-    let waiting = match part {
-        Some(part) => app.store.finals_waiting_for(part),
-        None => app.store.waiting_finals(),
-    };
-    let waiting = match waiting {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::error!(error = %e, "listing waiting final uploads");
-            return;
-        }
-    };
-    for id in waiting {
-        let result = async {
-            let _lock = app.locks.lock(id).await?;
-            let Some(mut rec) = app.store.get(id)? else {
-                return Ok::<_, TusError>(());
-            };
-            if try_assemble(app, &mut rec).await? {
-                app.store.flush().await?;
-                crate::lifecycle::on_upload_complete(app, &rec).await;
-            } else if part.is_none() {
-                app.store.add_waiting_final(&rec)?;
-            }
-            Ok(())
-        }
-        .await;
-        if let Err(e) = result {
-            tracing::warn!(final_upload = %id, error = %e.message, "could not assemble final upload yet");
-        }
-    }
 }

@@ -16,7 +16,7 @@ pub async fn terminate(app: &App, caller: &Caller, id: Uuid, req: &HeaderMap) ->
     // Stops a running PATCH first; it commits what it has, then we remove it all.
     let _lock = app.locks.lock(id).await?;
     find(app, caller, id)?;
-    crate::lifecycle::remove(app, id, GoneReason::Terminated).await?;
+    crate::uploads::remove(app, id, GoneReason::Terminated).await?;
     let mut resp = http::Response::new(empty());
     *resp.status_mut() = StatusCode::NO_CONTENT;
     Ok(resp)

@@ -98,6 +98,8 @@ impl From<crate::uploads::UploadError> for TusError {
         match e {
             crate::uploads::UploadError::Refused(r) => r.into(),
             crate::uploads::UploadError::Store(e) => e.into(),
+            crate::uploads::UploadError::StorageFull(m) => TusError::storage_full(m),
+            crate::uploads::UploadError::Busy => LockTimeout.into(),
         }
     }
 }

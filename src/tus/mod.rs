@@ -26,8 +26,6 @@ use crate::store::{Owner, Timestamp, UploadRecord, UploadStatus};
 use error::TusError;
 use headers::TUS_VERSION;
 
-pub use concat::on_partial_complete;
-
 pub const EXTENSIONS: &str = "creation,creation-with-upload,creation-defer-length,expiration,checksum,\
 checksum-trailer,termination,concatenation,concatenation-unfinished";
 

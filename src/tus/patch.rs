@@ -102,7 +102,7 @@ pub async fn append(
 
     let rec = append_body(app, rec, body, h, checksum, &lock).await?;
     if !was_complete && rec.is_complete() {
-        crate::lifecycle::on_complete(app, &rec).await;
+        crate::uploads::on_complete(app, &rec).await;
     }
     drop(lock);
 

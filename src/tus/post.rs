@@ -79,14 +79,14 @@ pub async fn create(app: &Arc<App>, caller: &Caller, req: Request<Incoming>) -> 
         app.store.flush().await?;
         let rec = result.map_err(|e| e.with_header(LOCATION, &location))?;
         if rec.is_complete() {
-            crate::lifecycle::on_complete(app, &rec).await;
+            crate::uploads::on_complete(app, &rec).await;
         }
         rec
     } else {
         // Every 201 survives a crash right after it.
         app.store.flush().await?;
         if rec.is_complete() {
-            crate::lifecycle::on_complete(app, &rec).await;
+            crate::uploads::on_complete(app, &rec).await;
         }
         rec
     };

@@ -4,9 +4,8 @@ use std::sync::Arc;
 
 use crate::app::App;
 use crate::asset::process;
-use uuid::Uuid;
 
-use crate::store::{GoneReason, StoreError, UploadRecord};
+use crate::store::{StoreError, UploadRecord};
 use crate::usage::Share;
 
 /// After every commit of new bytes (the caller holds the upload's lock).
@@ -32,7 +31,7 @@ pub async fn on_complete(app: &Arc<App>, rec: &UploadRecord) {
         // Partial uploads are not assets; they may complete waiting finals,
         // assembled in the background so this answer does not wait for them.
         let (app, part) = (app.clone(), rec.id);
-        tokio::spawn(async move { crate::tus::on_partial_complete(&app, Some(part)).await });
+        tokio::spawn(async move { super::concat::on_partial_complete(&app, Some(part)).await });
     } else {
         on_upload_complete(app, rec).await;
     }
@@ -44,18 +43,4 @@ pub async fn on_upload_complete(app: &Arc<App>, rec: &UploadRecord) {
     if let Err(e) = process::start(app, rec).await {
         tracing::error!(upload = %rec.id, error = %e, "could not start processing; retried at next start");
     }
-}
-
-/// Removes an upload and its asset (termination, DELETE /v1/assets, the draft's
-/// cancellation): bytes gone, URL answering 410, subscribers told. The caller
-/// holds the upload's lock and has checked who may do this.
-pub async fn remove(app: &App, id: Uuid, reason: GoneReason) -> Result<(), StoreError> {
-    let removed = app.store.remove(id, reason)?;
-    app.store.flush().await?;
-    app.bytes.delete(id).await?;
-    if let Some(rec) = &removed {
-        app.usage.moved(rec.project_id, rec.share(), Share::default());
-        app.events.emit(crate::events::Kind::Deleted, rec);
-    }
-    Ok(())
 }

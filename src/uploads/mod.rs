@@ -5,8 +5,17 @@
 //! usage, the asset index, the `created` event) happens here, so no protocol
 //! can forget a step; so does appending a body (limits, quota, the type at
 //! the first bytes, the commit and what follows it), with the protocol only
-//! checking its own checksum in between. (Completing and removing move here
-//! next; issue 14.)
+//! checking its own checksum in between. `complete` says what follows the
+//! last byte, `concat` joins final uploads, `remove` removes and `expire`
+//! sweeps unfinished uploads.
+
+pub mod complete;
+pub mod concat;
+pub mod expire;
+pub mod remove;
+
+pub use complete::{after_commit, on_complete, on_upload_complete};
+pub use remove::remove;
 
 use hyper::body::Incoming;
 
@@ -40,12 +49,28 @@ pub struct NewUpload<'a> {
     pub url_ttl_secs: Option<u64>,
 }
 
-/// Why the service could not do what was asked.
+/// Why the service could not do what was asked; each protocol answers in
+/// its format (`From` impls in `tus::error`, `ietf::problem`, `api::error`).
 #[derive(Debug)]
 pub enum UploadError {
-    /// A limit refused it; each protocol answers in its format.
+    /// A limit refused it.
     Refused(Refusal),
     Store(StoreError),
+    /// The byte store is short of space for it (507).
+    StorageFull(String),
+    /// Another request holds the upload and did not let go in time.
+    Busy,
+}
+
+impl std::fmt::Display for UploadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UploadError::Refused(r) => f.write_str(r.message()),
+            UploadError::Store(e) => e.fmt(f),
+            UploadError::StorageFull(m) => f.write_str(m),
+            UploadError::Busy => f.write_str("the upload is locked by another request"),
+        }
+    }
 }
 
 impl From<StoreError> for UploadError {
@@ -244,7 +269,7 @@ impl Append {
         let received = staged.received();
         let mut rec = staged.commit().await?;
         if rec.offset > start
-            && let Some(why) = crate::lifecycle::after_commit(app, &mut rec, &limits).await?
+            && let Some(why) = crate::uploads::after_commit(app, &mut rec, &limits).await?
         {
             return Err(Refusal::TypeNotAllowed(why).into());
         }

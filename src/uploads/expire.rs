@@ -73,7 +73,7 @@ pub async fn sweep_once(app: &Arc<App>) -> Result<usize, crate::store::StoreErro
         }
         // Still due (else it was touched meanwhile and filed anew by `put`).
         if rec.expires_at(expire_after).is_some_and(|at| at <= Timestamp::now()) {
-            crate::lifecycle::remove(app, id, GoneReason::Expired).await?;
+            crate::uploads::remove(app, id, GoneReason::Expired).await?;
             removed += 1;
         }
     }

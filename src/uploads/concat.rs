@@ -1,0 +1,97 @@
+//! Concatenation: a final upload's bytes are its parts', joined once every
+//! part is complete (`concatenation-unfinished` lets a final wait for them).
+
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::UploadError;
+use crate::app::App;
+use crate::store::{Concat, Offset, StoreError, Timestamp, UploadRecord};
+
+/// Refused unless `bytes` fit with the free-space reserve to spare.
+pub fn check_room(app: &App, bytes: u64) -> Result<(), UploadError> {
+    let reserve = app.cfg.min_free_space;
+    if reserve == 0 {
+        return Ok(());
+    }
+    match app.bytes.free_space() {
+        Some(Ok(free)) if free < bytes.saturating_add(reserve) => Err(UploadError::StorageFull(format!(
+            "joining the parts needs {bytes} bytes, and the server has {free} free with {reserve} kept in \
+             reserve; try again later"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Joins the parts if all are complete. The caller holds the final's lock.
+pub async fn assemble(app: &App, rec: &mut UploadRecord) -> Result<bool, UploadError> {
+    let Concat::Final { parts, assembled, .. } = &rec.concat else { return Ok(false) };
+    if *assembled {
+        return Ok(true);
+    }
+    let mut pieces = Vec::with_capacity(parts.len());
+    for id in parts {
+        match app.store.get(*id)? {
+            Some(p) if p.is_complete() => pieces.push((*id, p.offset.0)),
+            _ => return Ok(false), // unfinished (or removed: the final will expire)
+        }
+    }
+    check_room(app, pieces.iter().map(|p| p.1).sum())?;
+    let sha =
+        app.bytes.concatenate(rec.id, pieces, app.cfg.min_free_space).await.map_err(|e| match e.kind() {
+            std::io::ErrorKind::StorageFull => {
+                UploadError::StorageFull(format!("{e}; the parts were not joined, try again later"))
+            }
+            _ => StoreError::Io(e).into(),
+        })?;
+    let total = sha.len();
+    let before = rec.share();
+    rec.length = Some(total);
+    rec.offset = Offset(total);
+    rec.sha256 = sha;
+    rec.updated_at = Timestamp::now();
+    if let Concat::Final { assembled, .. } = &mut rec.concat {
+        *assembled = true;
+    }
+    app.store.put(rec)?;
+    app.store.remove_waiting_final(rec)?;
+    app.usage.moved(rec.project_id, before, rec.share());
+    Ok(true)
+}
+
+/// A partial upload finished: assemble the finals that list it and are now
+/// complete. `None` (at start-up): every waiting final, also filing each in
+/// the by-part index again (data directories from before it existed).
+pub async fn on_partial_complete(app: &Arc<App>, part: Option<Uuid>) {
+    let waiting = match part {
+        Some(part) => app.store.finals_waiting_for(part),
+        None => app.store.waiting_finals(),
+    };
+    let waiting = match waiting {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(error = %e, "listing waiting final uploads");
+            return;
+        }
+    };
+    for id in waiting {
+        let result = async {
+            let _lock = app.locks.lock(id).await.map_err(|_| UploadError::Busy)?;
+            let Some(mut rec) = app.store.get(id)? else {
+                return Ok::<_, UploadError>(());
+            };
+            if assemble(app, &mut rec).await? {
+                app.store.flush().await?;
+                super::on_upload_complete(app, &rec).await;
+            } else if part.is_none() {
+                app.store.add_waiting_final(&rec)?;
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(final_upload = %id, error = %e, "could not assemble final upload yet");
+        }
+    }
+}
