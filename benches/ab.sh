@@ -9,7 +9,7 @@
 #   concurrent  64 uploads of 16 MiB at once (POST, then one curl PATCH each): seconds
 #   post    wrk POST creations for 5 s, 16 connections: req/s
 #   head    hey HEAD on one small upload, 150,000 requests, 16 connections: req/s
-# Each line also gives the server's CPU (from /proc/PID/stat).
+# Each line also gives the server's CPU (from /proc/PID/stat) and peak RSS (VmHWM).
 # Build the "before" binary with e.g.
 #   git worktree add /tmp/before REV && CARGO_TARGET_DIR=/tmp/before-target cargo build --release
 # Needs curl, wrk, hey.
@@ -73,7 +73,7 @@ one() { # BIN LABEL
     *) echo "unknown workload $KIND (single|chunks|concurrent|post|head)" >&2; kill $P; exit 2 ;;
   esac
   t1=$(ticks $P)
-  echo "$2: $out, server CPU $(( (t1 - t0) * 10 )) ms"
+  echo "$2: $out, server CPU $(( (t1 - t0) * 10 )) ms, peak RSS $(awk '/VmHWM/{print int($2/1024)}' /proc/$P/status) MiB"
   kill $P; wait $P 2>/dev/null
   rm -rf "$d"
 }

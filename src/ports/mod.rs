@@ -3,3 +3,6 @@
 //! chosen at start, in `server::run`.
 
 pub mod bytes;
+
+#[cfg(test)]
+mod conformance;
