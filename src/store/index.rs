@@ -12,10 +12,12 @@
 //!   `processing` are each one contiguous range across all projects.
 //!
 //! A key is moved in the same sled transaction as the record it indexes
-//! (`Store::put`), except at creation, where the key is written just before
-//! the record: a crash between the two leaves a key without a record, which
-//! readers skip (every key read is checked against its record) and start-up
-//! removes. A record is therefore never missing from the index.
+//! (`Store::put`). Two writes go without one: a creation writes its key just
+//! before its record (a crash between leaves a key without a record, which
+//! readers skip, since every key read is checked against its record, and
+//! the sweeper removes), and an append writes its in-flight entry's new
+//! offset just before the record (after a crash the entry may count bytes
+//! synced but never acknowledged). A record is never missing from the index.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -57,6 +59,8 @@ pub fn id_of(key: &[u8]) -> Option<Uuid> {
 pub struct Newest {
     iters: Vec<std::iter::Rev<sled::Iter>>,
     heads: BinaryHeap<(Uuid, Reverse<usize>, sled::IVec)>,
+    /// A range's first read failed: answered by the first `next`.
+    failed: Option<sled::Error>,
 }
 
 impl Newest {
@@ -69,9 +73,11 @@ impl Newest {
                 iters.push(tree.range(lo..hi).rev());
             }
         }
-        let mut newest = Newest { heads: BinaryHeap::with_capacity(iters.len()), iters };
+        let mut newest = Newest { heads: BinaryHeap::with_capacity(iters.len()), iters, failed: None };
         for i in 0..newest.iters.len() {
-            newest.advance(i);
+            if let Some(e) = newest.advance(i) {
+                newest.failed.get_or_insert(e);
+            }
         }
         newest
     }
@@ -94,6 +100,9 @@ impl Iterator for Newest {
     type Item = Result<(Uuid, sled::IVec), sled::Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if let Some(e) = self.failed.take() {
+            return Some(Err(e));
+        }
         let (id, Reverse(i), key) = self.heads.pop()?;
         if let Some(e) = self.advance(i) {
             return Some(Err(e));

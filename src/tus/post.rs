@@ -86,6 +86,9 @@ pub async fn create(app: &Arc<App>, caller: &Caller, req: Request<Incoming>) -> 
         // Every 201 survives a crash right after it.
         app.store.flush().await?;
         if rec.is_complete() {
+            // An empty upload is complete at once; under its lock, so a
+            // DELETE arriving meanwhile cannot be undone by processing.
+            let _lock = app.locks.lock(id).await?;
             crate::uploads::on_complete(app, &rec).await;
         }
         rec

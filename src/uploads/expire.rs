@@ -37,10 +37,8 @@ pub async fn sweep_once(app: &Arc<App>) -> Result<usize, crate::store::StoreErro
         for id in store.take_touched_before(cutoff) {
             // Finished or removed: dropped. Touched since: filed again under
             // its last change (start-up files uploads under their creation).
-            let Some(rec) = store.get(id)? else {
-                store.forget_unrecorded(id)?;
-                continue;
-            };
+            store.forget_unrecorded(id)?;
+            let Some(rec) = store.get(id)? else { continue };
             match rec.expires_at(expire_after) {
                 Some(at) if at <= now => due.push(id),
                 Some(_) => store.touch(rec.updated_at, id),
