@@ -32,7 +32,8 @@ use std::time::{Duration, Instant, SystemTime};
 use tusk::asset::sniff::Sniffed;
 use tusk::asset::{AssetInfo, AssetState, AssetType};
 use tusk::backends::files::Files;
-use tusk::store::{Concat, Offset, Store, UploadRecord};
+use tusk::record::{Concat, Offset, UploadRecord};
+use tusk::store::Store;
 use uuid::Uuid;
 
 struct Opts {

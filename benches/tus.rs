@@ -1097,7 +1097,7 @@ fn tail(p: &Path) -> String {
 
 /// `YYYYMMDD-HHMMSS` (UTC), from the server's own RFC 3339 formatting.
 fn timestamp() -> String {
-    let rfc = tusk::asset::rfc3339(tusk::store::Timestamp::now()); // 2026-11-22T12:57:38.123Z
+    let rfc = tusk::asset::rfc3339(tusk::time::Timestamp::now()); // 2026-11-22T12:57:38.123Z
     let digits: String = rfc[..19].chars().filter(char::is_ascii_digit).collect();
     format!("{}-{}", &digits[..8], &digits[8..])
 }

@@ -21,8 +21,8 @@ use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::record::{Owner, Timestamp};
 use crate::secrets::{hash_secret, random_hex, read_json_dir, write_json_atomic};
-use crate::store::{Owner, Timestamp};
 use crate::tokens::TokenRecord;
 
 /// Project ids are derived from project names, so creating a key needs no

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use crate::store::UploadRecord;
+use crate::record::UploadRecord;
 
 /// Events kept for `Last-Event-ID` replay: at most this many...
 const HISTORY: usize = 4096;

@@ -104,6 +104,15 @@ pub fn public_origin(headers: &HeaderMap, uri: &http::Uri, behind_proxy: bool) -
     format!("{scheme}://{host}")
 }
 
+/// A plain-text answer (routing and limits outside any protocol).
+pub fn plain(status: http::StatusCode, message: &str) -> Response {
+    let mut resp = http::Response::new(full(format!("{message}\n")));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp
+}
+
 #[cfg(test)]
 mod tests {
     use super::is_loopback_host;

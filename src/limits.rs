@@ -11,8 +11,8 @@
 use crate::app::App;
 use crate::asset::AssetType;
 use crate::auth::{Caller, Grant};
-pub use crate::store::UploadLimits;
-use crate::store::UploadRecord;
+pub use crate::record::UploadLimits;
+use crate::record::UploadRecord;
 
 /// Everything that applies to one upload right now.
 #[derive(Clone, Debug, Default)]

@@ -221,7 +221,7 @@ fn upload_link(a: UploadLinkArgs) -> std::io::Result<()> {
     let spec = tusk::tokens::TokenSpec {
         ttl: a.expires,
         max_uploads: a.max_uploads,
-        limits: tusk::store::UploadLimits {
+        limits: tusk::record::UploadLimits {
             max_size: a.max_size,
             allowed_types: a.types.clone(),
             max_duration: a.max_duration,

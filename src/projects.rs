@@ -19,9 +19,9 @@ use uuid::Uuid;
 
 use crate::asset::AssetType;
 use crate::auth::{project_id, valid_project_name};
+use crate::record::Timestamp;
+use crate::record::UploadLimits;
 use crate::secrets::{read_json_dir, write_json_atomic};
-use crate::store::Timestamp;
-use crate::store::UploadLimits;
 use crate::usage::{Usage, UsageFigures};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

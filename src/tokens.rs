@@ -20,9 +20,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::asset::AssetType;
+use crate::record::Timestamp;
+use crate::record::UploadLimits;
 use crate::secrets::{hash_secret, random_hex, read_json_dir, write_json_atomic};
-use crate::store::Timestamp;
-use crate::store::UploadLimits;
 
 /// The longest a token may live.
 pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(366 * 24 * 3600);

@@ -9,8 +9,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::api::signing::Signer;
 use crate::asset::AssetType;
+use crate::signing::Signer;
 
 /// The query parameter that carries the capability.
 pub const PARAM: &str = "access";

@@ -5,7 +5,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use libfuzzer_sys::fuzz_target;
-use tusk::tus::headers::{MAX_METADATA_BYTES, MAX_METADATA_PAIRS, Metadata};
+use tusk::protocol::{MAX_METADATA_BYTES, MAX_METADATA_PAIRS, Metadata};
 
 fn encode(pairs: &[(String, Vec<u8>)], bare_empty: bool) -> String {
     pairs

@@ -18,7 +18,7 @@ use crate::asset::{AssetInfo, AssetState, AssetType, lang, rfc3339, sniff};
 use crate::auth::Caller;
 use crate::download::{self, Download};
 use crate::http::{Response, public_origin, set};
-use crate::store::{Timestamp, UploadRecord};
+use crate::record::{Timestamp, UploadRecord};
 
 const MAX_JSON_BODY: usize = 64 << 10;
 
@@ -252,7 +252,7 @@ pub(super) fn metadata_field(
     match body.remove("metadata") {
         None | Some(Value::Null) => {}
         Some(Value::Object(map)) => {
-            use crate::tus::headers::{MAX_METADATA_BYTES, MAX_METADATA_PAIRS};
+            use crate::protocol::{MAX_METADATA_BYTES, MAX_METADATA_PAIRS};
             let bytes: usize = map.iter().map(|(k, v)| k.len() + v.as_str().map_or(0, str::len)).sum();
             if map.len() > MAX_METADATA_PAIRS {
                 errors.push(FieldError::new(
@@ -438,7 +438,7 @@ pub async fn delete(app: &App, caller: &Caller, id: Uuid) -> Result<Response, Ap
     find(app, caller, id)?;
     let _lock = app.locks.lock(id).await?;
     find(app, caller, id)?;
-    crate::uploads::remove(app, id, crate::store::GoneReason::Terminated).await?;
+    crate::uploads::remove(app, id, crate::record::GoneReason::Terminated).await?;
     let mut resp = http::Response::new(crate::http::empty());
     *resp.status_mut() = StatusCode::NO_CONTENT;
     Ok(resp)

@@ -4,7 +4,6 @@
 pub mod assets;
 pub mod error;
 pub mod events;
-pub mod signing;
 pub mod upload_tokens;
 
 use std::sync::Arc;

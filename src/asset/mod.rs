@@ -5,14 +5,13 @@
 mod bytes;
 pub mod lang;
 pub mod probe;
-pub mod process;
 pub mod sniff;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::Timestamp;
+use crate::time::Timestamp;
 pub use sniff::{AssetType, Sniffed};
 
 /// Sniffing waits for this many bytes (or the whole upload): formats such as

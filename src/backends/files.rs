@@ -1,5 +1,5 @@
 //! Upload bytes as plain files: `DATA_DIR/uploads/ab/c/<id>`, the embedded
-//! default behind [`crate::ports::bytes::ByteStore`].
+//! default behind the byte store port (`ports::bytes`, which imports this).
 //!
 //! An upload's file is made by its first append, not by its creation: a POST
 //! then costs no inode (file creation was a third of its CPU time), and
@@ -20,8 +20,8 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
+use crate::blocks::{ALIGN, Block};
 use crate::digest::Sha256Stream;
-use crate::store::block::{ALIGN, Block};
 
 /// Without `O_DIRECT`, start writing dirty pages to disk every this many bytes.
 const WRITEBACK_BYTES: u64 = 8 << 20;
@@ -169,10 +169,7 @@ impl Files {
                 if since_check >= ASSEMBLY_SPACE_CHECK {
                     since_check = 0;
                     if let Some(free) = self.short_of_space(reserve) {
-                        return Err(io::Error::new(
-                            io::ErrorKind::StorageFull,
-                            crate::ports::bytes::nearly_full(free, reserve),
-                        ));
+                        return Err(io::Error::new(io::ErrorKind::StorageFull, nearly_full(free, reserve)));
                     }
                 }
                 let n = reader.read(&mut buf)?;
@@ -365,10 +362,16 @@ fn start_writeback(f: &File, offset: u64, len: u64) {
     }
 }
 
+/// The start of every "short of space" answer (tus and the draft, creation
+/// and append): a local disk is the one backend with a reserve to keep.
+pub fn nearly_full(free: u64, reserve: u64) -> String {
+    format!("the server's storage is nearly full ({free} bytes free, {reserve} kept in reserve)")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::block::{BLOCK_SIZE, Blocks};
+    use crate::blocks::{BLOCK_SIZE, Blocks};
 
     /// Sends `data` from `start` through `write_run` as the appender would:
     /// full blocks, then a partial one whose last page the next block carries.

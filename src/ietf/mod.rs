@@ -21,8 +21,8 @@ use crate::app::App;
 use crate::auth::{Caller, Grant};
 use crate::digest::Algorithm;
 use crate::http::{Response, empty, header_str, media_type, set};
-use crate::store::UploadRecord;
-use crate::store::append::BodyEnd;
+use crate::record::UploadRecord;
+use crate::uploads::append::BodyEnd;
 use problem::Problem;
 
 pub const INTEROP_HEADER: &str = "upload-draft-interop-version";
@@ -66,21 +66,6 @@ impl Interop {
     fn requires_partial_upload_type(self) -> bool {
         self != Interop::V5
     }
-}
-
-/// `Upload-Limit` (a structured dictionary): the size limit and how long an
-/// unfinished upload is kept (`expires` before draft-06, `max-age` after).
-pub fn upload_limit(app: &App, v: Option<Interop>) -> String {
-    let mut parts = vec!["min-size=0".to_string()];
-    if let Some(max) = app.cfg.max_size {
-        parts.push(format!("max-size={max}"));
-    }
-    let age = app.cfg.expire_after.as_secs();
-    match v {
-        Some(Interop::V5 | Interop::V6) => parts.push(format!("expires={age}")),
-        _ => parts.push(format!("max-age={age}")),
-    }
-    parts.join(", ")
 }
 
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response {
@@ -148,13 +133,13 @@ pub fn upload_complete(h: &HeaderMap) -> Result<Option<bool>, Problem> {
 }
 
 fn number(h: &HeaderMap, name: &'static str) -> Result<Option<u64>, Problem> {
-    crate::tus::headers::parse_u64(h, name).map_err(|e| Problem::bad_request(e.message))
+    crate::protocol::parse_u64(h, name).map_err(Problem::bad_request)
 }
 
 /// `Content-Length`, which the draft may take as the upload's length: capped
 /// like every tus length (i64), so it cannot declare a length no offset reaches.
 fn body_length(h: &HeaderMap) -> Result<Option<u64>, Problem> {
-    match crate::tus::headers::content_length(h) {
+    match crate::protocol::content_length(h) {
         Some(n) if n > i64::MAX as u64 => Err(Problem::bad_request(format!(
             "Content-Length {n} is more than the largest upload length ({} bytes)",
             i64::MAX
@@ -190,7 +175,11 @@ fn state_headers(app: &App, v: Interop, rec: &UploadRecord, h: &mut HeaderMap, r
     if let Some(n) = rec.length {
         set(h, HeaderName::from_static("upload-length"), n);
     }
-    set(h, HeaderName::from_static("upload-limit"), upload_limit(app, Some(v)));
+    set(
+        h,
+        HeaderName::from_static("upload-limit"),
+        crate::protocol::upload_limit(app, matches!(v, Interop::V5 | Interop::V6)),
+    );
     // RFC 9530: the digest of the whole upload, once there is one.
     if rec.is_complete() && req.contains_key("want-repr-digest") {
         let digest = STANDARD.encode(rec.sha256.finalize());
@@ -232,13 +221,13 @@ async fn create(
     };
     let digest = content_digest(h)?;
     let metadata = metadata_from_headers(h)?;
-    let asset = crate::tus::post_asset(metadata.as_ref().map(|m| &m.1))
-        .map_err(|e| Problem::bad_request(e.message))?;
+    let asset = crate::protocol::new_asset(metadata.as_ref().map(|m| &m.1)).map_err(Problem::bad_request)?;
     // The draft's creation body is the representation: its Content-Type
     // (unless it names the upload protocol) is the file's type.
     let content_type = crate::http::media_type(h).filter(|t| t != PARTIAL_UPLOAD);
-    let declared =
-        content_type.as_deref().or_else(|| metadata.as_ref().and_then(|m| crate::tus::declared_type(&m.1)));
+    let declared = content_type
+        .as_deref()
+        .or_else(|| metadata.as_ref().and_then(|m| crate::protocol::declared_type(&m.1)));
     let new = crate::uploads::NewUpload {
         length,
         declared_type: declared,
@@ -249,7 +238,7 @@ async fn create(
     };
     let rec = crate::uploads::create(app, caller, new)?;
     let id = rec.id;
-    let location = crate::tus::absolute_upload_url(app, h, &parts.uri, id);
+    let location = crate::protocol::upload_url(app, h, &parts.uri, id);
 
     let lock = app.locks.lock(id).await.map_err(|_| Problem::locked())?;
     let result = write(app, rec, body, h, complete, digest, &lock).await;
@@ -378,7 +367,7 @@ async fn cancel(
     check_owner(app, caller, id)?;
     let _lock = app.locks.lock(id).await.map_err(|_| Problem::locked())?;
     find(app, caller, id)?;
-    crate::uploads::remove(app, id, crate::store::GoneReason::Terminated).await?;
+    crate::uploads::remove(app, id, crate::record::GoneReason::Terminated).await?;
     let mut resp = http::Response::new(empty());
     *resp.status_mut() = StatusCode::NO_CONTENT;
     Ok(resp)
@@ -398,7 +387,7 @@ async fn write(
 ) -> Result<UploadRecord, Problem> {
     let start = rec.offset.0;
     let (room, limits) = crate::uploads::room(app, &rec);
-    if let Some(cl) = crate::tus::headers::content_length(h)
+    if let Some(cl) = crate::protocol::content_length(h)
         && cl > room
     {
         return Err(Problem::inconsistent_length(format!(
@@ -515,9 +504,8 @@ pub fn content_digest(h: &HeaderMap) -> Result<Option<(Algorithm, Vec<u8>)>, Pro
 /// Metadata for a draft upload: tus `Upload-Metadata` if the client sent it
 /// (tus-js-client does), plus `filetype` from `Content-Type` and `filename`
 /// from `Content-Disposition`, as tusd maps them.
-fn metadata_from_headers(h: &HeaderMap) -> Result<Option<(String, crate::tus::headers::Metadata)>, Problem> {
-    let mut meta =
-        crate::tus::headers::metadata(h).map_err(|e| Problem::bad_request(e.message))?.map(|m| m.1);
+fn metadata_from_headers(h: &HeaderMap) -> Result<Option<(String, crate::protocol::Metadata)>, Problem> {
+    let mut meta = crate::protocol::metadata(h).map_err(Problem::bad_request)?.map(|m| m.1);
     let mut add = |k: &str, v: &str| {
         let m = meta.get_or_insert_with(Default::default);
         if m.get(k).is_none() {
@@ -526,7 +514,7 @@ fn metadata_from_headers(h: &HeaderMap) -> Result<Option<(String, crate::tus::he
     };
     if let Some(ct) = media_type(h)
         && ct != PARTIAL_UPLOAD
-        && ct != crate::tus::headers::OFFSET_STREAM
+        && ct != crate::protocol::OFFSET_STREAM
     {
         add("filetype", &ct);
     }
@@ -538,7 +526,7 @@ fn metadata_from_headers(h: &HeaderMap) -> Result<Option<(String, crate::tus::he
     let Some(m) = meta else { return Ok(None) };
     let raw = m.0.iter().map(|(k, v)| format!("{k} {}", STANDARD.encode(v))).collect::<Vec<_>>().join(",");
     // The name from Content-Disposition counts toward the same bound.
-    let max = crate::tus::headers::MAX_METADATA_BYTES;
+    let max = crate::protocol::MAX_METADATA_BYTES;
     if raw.len() > max {
         return Err(Problem::bad_request(format!(
             "the upload's metadata (Upload-Metadata, Content-Type and the Content-Disposition filename) \

@@ -26,8 +26,8 @@ use futures_util::Stream;
 use uuid::Uuid;
 
 use crate::backends::files::{FileSink, Files};
+use crate::blocks::Block;
 use crate::digest::{Algorithm, Sha256Stream};
-use crate::store::block::Block;
 
 /// A stream of stored bytes (a download's body).
 pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
@@ -36,10 +36,7 @@ pub enum ByteStore {
     Files(Arc<Files>),
 }
 
-/// The start of every "short of space" answer (tus and the draft, creation and append).
-pub fn nearly_full(free: u64, reserve: u64) -> String {
-    format!("the server's storage is nearly full ({free} bytes free, {reserve} kept in reserve)")
-}
+pub use crate::backends::files::nearly_full;
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
     tokio::task::spawn_blocking(f).await.map_err(|e| io::Error::other(e.to_string()))?

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::bytes::{ByteStore, Sink};
+use crate::blocks::{BLOCK_SIZE, Blocks};
 use crate::digest::{Algorithm, Sha256Stream};
-use crate::store::block::{BLOCK_SIZE, Blocks};
 
 fn stores() -> Vec<(tempfile::TempDir, ByteStore)> {
     let dir = tempfile::tempdir().unwrap();

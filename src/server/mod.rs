@@ -8,6 +8,7 @@
 
 pub mod clients;
 pub mod cors;
+mod router;
 
 use std::io;
 use std::net::SocketAddr;
@@ -21,17 +22,17 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::signing::Signer;
 use crate::app::{App, Parts};
 use crate::auth::Keys;
 use crate::backends::files::Files;
 use crate::config::{Config, CorsOrigins};
 use crate::ports::bytes::ByteStore;
 use crate::projects::Projects;
+use crate::server::clients::ClientLimit;
+use crate::signing::Signer;
 use crate::store::Store;
 use crate::tokens::Tokens;
 use crate::usage::Usage;
-use clients::ClientLimit;
 
 /// How long shutdown waits for open connections to answer their last request.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,7 +40,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Opens the data directory, binds and serves until `stop` fires.
 pub async fn run(cfg: Config, stop: CancellationToken) -> io::Result<()> {
     // Every upload id made from here on is newer than this (UUIDv7).
-    let started = crate::store::Timestamp::now();
+    let started = crate::record::Timestamp::now();
     let data_dir = cfg.data_dir.clone();
     let usage = Arc::new(Usage::default());
     // The composition root: the backends are chosen and opened here, once.
@@ -138,7 +139,7 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> io::Result<()> {
     tokio::spawn(projects.watch(usage, shutdown.clone()));
     tokio::spawn({
         let app = app.clone();
-        async move { crate::asset::process::resume_all(&app, not_started).await }
+        async move { crate::uploads::process::resume_all(&app, not_started).await }
     });
     // Finals whose parts completed just before a crash are assembled now.
     tokio::spawn({
@@ -225,9 +226,10 @@ async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken) {
     let graceful = GracefulShutdown::new();
     let limit = Arc::new(Semaphore::new(app.cfg.max_connections));
     // Behind a proxy every connection comes from the proxy: the cap then
-    // applies per forwarded client, per request (`App::handle`).
+    // applies per forwarded client, per request (`router::Router::handle`).
     let per_ip = (!app.cfg.behind_proxy).then(|| ClientLimit::new(app.cfg.max_connections_per_ip));
     let header_timeout = app.cfg.header_timeout;
+    let router = Arc::new(router::Router::new(app.clone()));
     let mut h1 = hyper::server::conn::http1::Builder::new();
     h1.timer(TokioTimer::new())
         // hyper starts this clock when it begins to read a head: at the
@@ -270,11 +272,11 @@ async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken) {
         };
         let _ = stream.set_nodelay(true);
         let h2c = app.cfg.h2c;
-        let app = app.clone();
+        let router = router.clone();
         let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(crate::app::Peer(peer));
-            let app = app.clone();
-            async move { Ok::<_, std::convert::Infallible>(app.handle(req).await) }
+            req.extensions_mut().insert(router::Peer(peer));
+            let router = router.clone();
+            async move { Ok::<_, std::convert::Infallible>(router.handle(req).await) }
         });
         let watcher = graceful.watcher();
         let (h1, h2) = (h1.clone(), h2.clone());

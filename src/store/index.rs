@@ -24,7 +24,7 @@ use std::collections::BinaryHeap;
 
 use uuid::Uuid;
 
-use super::record::{Placement, group};
+use super::placement::{Placement, group};
 
 pub const KEY_LEN: usize = 34;
 

@@ -7,11 +7,9 @@
 //! cut off by the next append) but never a recorded offset beyond the bytes
 //! stored.
 
-pub mod append;
-pub(crate) mod block;
 mod flusher;
 mod index;
-pub mod record;
+mod placement;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -25,11 +23,11 @@ use uuid::Uuid;
 
 use crate::asset::{AssetState, AssetType};
 use crate::usage::{Share, UsageFigures};
-use record::{InFlight, KIND_PARTIAL, KIND_UNKNOWN, Placement, PlacementView, group, kind_code, state_group};
-
-pub use record::{
-    Concat, GoneReason, Offset, Owner, Timestamp, Tombstone, UploadLimits, UploadRecord, UploadStatus,
+use placement::{
+    InFlight, KIND_PARTIAL, KIND_UNKNOWN, Placement, PlacementView, group, kind_code, state_group,
 };
+
+use crate::record::{Concat, GoneReason, Offset, Owner, Timestamp, Tombstone, UploadRecord, UploadStatus};
 
 #[derive(Debug)]
 pub enum StoreError {

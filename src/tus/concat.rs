@@ -9,12 +9,14 @@ use http::{StatusCode, request::Parts};
 use uuid::Uuid;
 
 use super::error::TusError;
-use super::headers::{self, Metadata, UPLOAD_DEFER_LENGTH, UPLOAD_LENGTH};
-use super::{expires_header, find, upload_url};
+use super::headers::{self, UPLOAD_DEFER_LENGTH, UPLOAD_LENGTH};
+use super::{expires_header, find};
 use crate::app::App;
 use crate::auth::Caller;
 use crate::http::{Response, empty, set};
-use crate::store::{Concat, StoreError};
+use crate::protocol::{self, Metadata};
+use crate::record::Concat;
+use crate::store::StoreError;
 use crate::uploads::{self, NewUpload};
 
 /// Most parts a final upload may list.
@@ -98,7 +100,7 @@ pub async fn create_final(
     let asset = super::post::new_asset(metadata.as_ref().map(|m| &m.1))?;
     let new = NewUpload {
         length,
-        declared_type: metadata.as_ref().and_then(|m| super::post::declared_type(&m.1)),
+        declared_type: metadata.as_ref().and_then(|m| protocol::declared_type(&m.1)),
         metadata: metadata.as_ref().map(|m| m.0.clone()),
         concat: Concat::Final { parts: ids, header, assembled: false },
         asset: Some(asset),
@@ -128,7 +130,7 @@ pub async fn create_final(
     let mut resp = http::Response::new(empty());
     *resp.status_mut() = StatusCode::CREATED;
     let rh = resp.headers_mut();
-    set(rh, LOCATION, upload_url(app, h, &parts.uri, id));
+    set(rh, LOCATION, protocol::upload_url(app, h, &parts.uri, id));
     if assembled {
         set(rh, HeaderName::from_static(headers::UPLOAD_OFFSET), rec.offset);
     }

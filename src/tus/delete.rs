@@ -8,7 +8,7 @@ use super::{check_owner, find, headers};
 use crate::app::App;
 use crate::auth::Caller;
 use crate::http::{Response, empty};
-use crate::store::GoneReason;
+use crate::record::GoneReason;
 
 pub async fn terminate(app: &App, caller: &Caller, id: Uuid, req: &HeaderMap) -> Result<Response, TusError> {
     headers::check_version(req, false)?;

@@ -6,11 +6,11 @@ use uuid::Uuid;
 
 use super::error::TusError;
 use super::find;
-use super::headers::Metadata;
 use crate::app::App;
 use crate::auth::Caller;
 use crate::download::{self, Download};
 use crate::http::Response;
+use crate::protocol::Metadata;
 
 pub async fn download(app: &App, caller: &Caller, id: Uuid, req: &HeaderMap) -> Result<Response, TusError> {
     // No lock: only committed bytes are served, and those never change.

@@ -5,14 +5,12 @@ use http::{HeaderMap, StatusCode};
 use uuid::Uuid;
 
 use super::error::TusError;
-use super::headers::{
-    self, UPLOAD_CONCAT, UPLOAD_DEFER_LENGTH, UPLOAD_LENGTH, UPLOAD_METADATA, UPLOAD_OFFSET,
-};
+use super::headers::{self, UPLOAD_CONCAT, UPLOAD_DEFER_LENGTH, UPLOAD_LENGTH, UPLOAD_OFFSET};
 use super::{check_owner, concat, expires_header, find_status};
 use crate::app::App;
 use crate::auth::Caller;
 use crate::http::{Response, empty, set};
-use crate::store::Concat;
+use crate::record::Concat;
 
 pub async fn offset(app: &App, caller: &Caller, id: Uuid, req: &HeaderMap) -> Result<Response, TusError> {
     headers::check_version(req, true)?;
@@ -58,7 +56,7 @@ pub async fn offset(app: &App, caller: &Caller, id: Uuid, req: &HeaderMap) -> Re
     if let Some(meta) = &rec.metadata
         && !meta.is_empty()
     {
-        set(h, HeaderName::from_static(UPLOAD_METADATA), meta);
+        set(h, HeaderName::from_static(crate::protocol::UPLOAD_METADATA), meta);
     }
     expires_header(rec.expires_at(app.cfg.expire_after), h);
     Ok(resp)

@@ -8,15 +8,14 @@ use uuid::Uuid;
 use super::error::TusError;
 use crate::digest::{Algorithm, ExpectedDigest};
 use crate::http::{header_str, media_type};
-use crate::store::Offset;
+use crate::protocol::{self, Metadata, OFFSET_STREAM};
+use crate::record::Offset;
 
 pub const TUS_VERSION: &str = "1.0.0";
-pub const OFFSET_STREAM: &str = "application/offset+octet-stream";
 
 pub const UPLOAD_OFFSET: &str = "upload-offset";
 pub const UPLOAD_LENGTH: &str = "upload-length";
 pub const UPLOAD_DEFER_LENGTH: &str = "upload-defer-length";
-pub const UPLOAD_METADATA: &str = "upload-metadata";
 pub const UPLOAD_CONCAT: &str = "upload-concat";
 pub const UPLOAD_CHECKSUM: &str = "upload-checksum";
 pub const UPLOAD_EXPIRES: &str = "upload-expires";
@@ -42,16 +41,7 @@ pub fn check_version(headers: &HeaderMap, optional: bool) -> Result<(), TusError
 
 /// A non-negative decimal that fits an i64, as tus requires for lengths and offsets.
 pub fn parse_u64(headers: &HeaderMap, name: &'static str) -> Result<Option<u64>, TusError> {
-    let Some(raw) = headers.get(name) else { return Ok(None) };
-    let s = raw.to_str().unwrap_or("").trim();
-    let valid = !s.is_empty() && s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit());
-    match s.parse::<u64>() {
-        Ok(v) if valid && v <= i64::MAX as u64 => Ok(Some(v)),
-        _ => Err(TusError::bad_request(
-            "ERR_INVALID_HEADER",
-            format!("{name} must be a non-negative integer, got {s:?}"),
-        )),
-    }
+    protocol::parse_u64(headers, name).map_err(|m| TusError::bad_request("ERR_INVALID_HEADER", m))
 }
 
 pub fn upload_offset(headers: &HeaderMap) -> Result<Offset, TusError> {
@@ -72,11 +62,6 @@ pub fn has_body(headers: &HeaderMap) -> bool {
         Some(n) => n != "0",
         None => headers.contains_key(http::header::TRANSFER_ENCODING),
     }
-}
-
-/// `Content-Length` as sent (hyper has already refused a malformed one).
-pub fn content_length(headers: &HeaderMap) -> Option<u64> {
-    header_str(headers, http::header::CONTENT_LENGTH).and_then(|v| v.parse().ok())
 }
 
 /// How the creation request declares the length.
@@ -104,82 +89,8 @@ pub fn declared_length(headers: &HeaderMap) -> Result<Option<DeclaredLength>, Tu
     }
 }
 
-/// Most metadata pairs an upload may carry (tus `Upload-Metadata`, the
-/// `/v1` JSON `metadata`). Every record is read whole on each request for
-/// it, copied into events and listed in pages: its size must be bounded.
-pub const MAX_METADATA_PAIRS: usize = 256;
-/// Most bytes of metadata: the `Upload-Metadata` header as sent, or the
-/// keys and values of the `/v1` JSON `metadata` together.
-pub const MAX_METADATA_BYTES: usize = 16 << 10;
-
-/// Parsed `Upload-Metadata`: keys in order, values as raw bytes (maybe not UTF-8).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Metadata(pub Vec<(String, Vec<u8>)>);
-
-impl Metadata {
-    /// Strict parse: `key base64,key base64,key`; 400 on anything else.
-    /// Linear in the header's length, which is bounded first.
-    pub fn parse(raw: &str) -> Result<Metadata, String> {
-        let mut pairs: Vec<(String, Vec<u8>)> = Vec::new();
-        if raw.trim().is_empty() {
-            return Ok(Metadata(pairs)); // tuspy always sends the header, often empty
-        }
-        if raw.len() > MAX_METADATA_BYTES {
-            return Err(format!(
-                "Upload-Metadata is {} bytes; this server accepts at most {MAX_METADATA_BYTES}",
-                raw.len()
-            ));
-        }
-        let mut seen = std::collections::HashSet::new();
-        for item in raw.split(',') {
-            if pairs.len() == MAX_METADATA_PAIRS {
-                return Err(format!("Upload-Metadata has more than {MAX_METADATA_PAIRS} pairs"));
-            }
-            let item = item.trim();
-            let (key, value) = match item.split_once(' ') {
-                Some((k, v)) => (k, v),
-                None => (item, ""),
-            };
-            if key.is_empty() {
-                return Err(
-                    "Upload-Metadata has an empty key (two commas in a row or a trailing comma?)".into()
-                );
-            }
-            if !key.bytes().all(|b| b.is_ascii_graphic() && b != b',') {
-                return Err(format!(
-                    "Upload-Metadata key {key:?} must be printable ASCII without spaces or commas"
-                ));
-            }
-            if value.contains(' ') {
-                return Err(format!("Upload-Metadata value for {key:?} must be one base64 string"));
-            }
-            let bytes = STANDARD
-                .decode(value)
-                .map_err(|_| format!("Upload-Metadata value for {key:?} is not valid base64: {value:?}"))?;
-            if !seen.insert(key) {
-                return Err(format!("Upload-Metadata key {key:?} appears twice"));
-            }
-            pairs.push((key.to_string(), bytes));
-        }
-        Ok(Metadata(pairs))
-    }
-
-    pub fn get(&self, key: &str) -> Option<&[u8]> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_slice())
-    }
-
-    pub fn get_str(&self, key: &str) -> Option<&str> {
-        self.get(key).and_then(|v| std::str::from_utf8(v).ok())
-    }
-}
-
 pub fn metadata(headers: &HeaderMap) -> Result<Option<(String, Metadata)>, TusError> {
-    let Some(raw) = headers.get(UPLOAD_METADATA) else { return Ok(None) };
-    let raw = raw
-        .to_str()
-        .map_err(|_| TusError::bad_request("ERR_INVALID_METADATA", "Upload-Metadata must be ASCII"))?;
-    let parsed = Metadata::parse(raw).map_err(|m| TusError::bad_request("ERR_INVALID_METADATA", m))?;
-    Ok(Some((raw.to_string(), parsed)))
+    protocol::metadata(headers).map_err(|m| TusError::bad_request("ERR_INVALID_METADATA", m))
 }
 
 /// `Upload-Concat` on creation.
@@ -272,30 +183,6 @@ pub fn checksum_trailer_announced(headers: &HeaderMap) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn metadata_forms() {
-        let m =
-            Metadata::parse("filename d29ybGRfZG9taW5hdGlvbl9wbGFuLnBkZg==,is_confidential,empty ").unwrap();
-        assert_eq!(m.get_str("filename"), Some("world_domination_plan.pdf"));
-        assert_eq!(m.get("is_confidential"), Some(&b""[..]));
-        assert_eq!(m.get("empty"), Some(&b""[..]));
-        assert!(Metadata::parse("").unwrap().0.is_empty());
-        assert!(Metadata::parse("a !!!").is_err());
-        assert!(Metadata::parse("a YQ==,a YQ==").is_err());
-        assert!(Metadata::parse("a YQ==,,b").is_err());
-        assert!(Metadata::parse("a YQ").is_err(), "unpadded base64 is refused");
-    }
-
-    #[test]
-    fn metadata_is_bounded() {
-        let pairs = |n: usize| (0..n).map(|i| format!("k{i} YQ==")).collect::<Vec<_>>().join(",");
-        assert_eq!(Metadata::parse(&pairs(MAX_METADATA_PAIRS)).unwrap().0.len(), MAX_METADATA_PAIRS);
-        let err = Metadata::parse(&pairs(MAX_METADATA_PAIRS + 1)).unwrap_err();
-        assert!(err.contains("256 pairs"), "{err}");
-        let big = format!("k {}", "A".repeat(MAX_METADATA_BYTES));
-        assert!(Metadata::parse(&big).unwrap_err().contains("at most 16384"));
-    }
 
     #[test]
     fn ids_from_urls() {

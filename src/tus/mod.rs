@@ -22,7 +22,7 @@ use crate::app::App;
 use crate::auth::{Caller, Grant};
 use crate::digest::Algorithm;
 use crate::http::{Response, empty, set};
-use crate::store::{Owner, Timestamp, UploadRecord, UploadStatus};
+use crate::record::{Owner, Timestamp, UploadRecord, UploadStatus};
 use error::TusError;
 use headers::TUS_VERSION;
 
@@ -102,7 +102,7 @@ pub fn options(app: &App) -> Response {
         set(h, HeaderName::from_static("tus-max-size"), max);
     }
     // The IETF draft's discovery, on the same endpoint.
-    set(h, HeaderName::from_static("upload-limit"), crate::ietf::upload_limit(app, None));
+    set(h, HeaderName::from_static("upload-limit"), crate::protocol::upload_limit(app, false));
     h.insert(HeaderName::from_static("accept-patch"), HeaderValue::from_static("application/partial-upload"));
     resp
 }
@@ -138,7 +138,7 @@ fn visible<T>(app: &App, caller: &Caller, id: Uuid, found: Option<(Owner, T)>) -
         }
         return Ok(found);
     }
-    let gone_to_caller = |stone: &crate::store::Tombstone| {
+    let gone_to_caller = |stone: &crate::record::Tombstone| {
         stone.project_id == Some(caller.project_id)
             && match &caller.grant {
                 Grant::Key => true,
@@ -184,24 +184,4 @@ fn expires_header(expires_at: Option<Timestamp>, headers: &mut http::HeaderMap) 
     if let Some(at) = expires_at {
         set(headers, HeaderName::from_static(headers::UPLOAD_EXPIRES), at.http_date());
     }
-}
-
-/// The asset a creation request makes (shared with the IETF draft).
-pub fn post_asset(metadata: Option<&headers::Metadata>) -> Result<crate::asset::AssetInfo, TusError> {
-    post::new_asset(metadata)
-}
-
-/// The file's media type a tus creation declares in its metadata.
-pub fn declared_type(m: &headers::Metadata) -> Option<&str> {
-    post::declared_type(m)
-}
-
-pub fn absolute_upload_url(app: &App, req_headers: &http::HeaderMap, uri: &http::Uri, id: Uuid) -> String {
-    upload_url(app, req_headers, uri, id)
-}
-
-/// The absolute URL of an upload, as `Location` and concatenation lists use it.
-fn upload_url(app: &App, req_headers: &http::HeaderMap, uri: &http::Uri, id: Uuid) -> String {
-    let origin = crate::http::public_origin(req_headers, uri, app.cfg.behind_proxy);
-    format!("{origin}{}{id}", app.cfg.base_path)
 }

@@ -16,8 +16,8 @@ use crate::auth::Caller;
 use crate::digest::ExpectedDigest;
 use crate::http::{Response, empty, set};
 use crate::lock::UploadLock;
-use crate::store::UploadRecord;
-use crate::store::append::BodyEnd;
+use crate::record::UploadRecord;
+use crate::uploads::append::BodyEnd;
 use crate::uploads::{self, AppendOptions, Appended};
 
 pub async fn append(
@@ -147,7 +147,7 @@ pub(super) async fn append_body(
 ) -> Result<UploadRecord, TusError> {
     let offset = rec.offset;
     let (room, limits) = uploads::room(app, &rec);
-    if let Some(cl) = headers::content_length(h)
+    if let Some(cl) = crate::protocol::content_length(h)
         && cl > room
     {
         let msg = match rec.length {

@@ -8,14 +8,15 @@ use http::{Request, StatusCode};
 use hyper::body::Incoming;
 
 use super::error::TusError;
-use super::headers::{self, ConcatRequest, DeclaredLength, Metadata};
+use super::headers::{self, ConcatRequest, DeclaredLength};
 use super::patch::append_body;
-use super::{concat, expires_header, upload_url};
+use super::{concat, expires_header};
 use crate::app::App;
 use crate::asset::AssetInfo;
 use crate::auth::Caller;
 use crate::http::{Response, empty, set};
-use crate::store::Concat;
+use crate::protocol::{self, Metadata};
+use crate::record::Concat;
 use crate::uploads::{self, NewUpload};
 
 pub async fn create(app: &Arc<App>, caller: &Caller, req: Request<Incoming>) -> Result<Response, TusError> {
@@ -57,7 +58,7 @@ pub async fn create(app: &Arc<App>, caller: &Caller, req: Request<Incoming>) -> 
     };
     let new = NewUpload {
         length,
-        declared_type: metadata.as_ref().and_then(|m| declared_type(&m.1)),
+        declared_type: metadata.as_ref().and_then(|m| protocol::declared_type(&m.1)),
         metadata: metadata.as_ref().map(|m| m.0.clone()),
         concat: role,
         asset,
@@ -65,7 +66,7 @@ pub async fn create(app: &Arc<App>, caller: &Caller, req: Request<Incoming>) -> 
     };
     let rec = uploads::create(app, caller, new)?;
     let id = rec.id;
-    let location = upload_url(app, h, &parts.uri, id);
+    let location = protocol::upload_url(app, h, &parts.uri, id);
 
     let rec = if with_body {
         let lock = app.locks.lock(id).await?;
@@ -103,30 +104,7 @@ pub async fn create(app: &Arc<App>, caller: &Caller, req: Request<Incoming>) -> 
     Ok(resp)
 }
 
-/// The media type the client declares for the file: `filetype` (tus-js-client,
-/// Uppy), `type` or `content_type`.
-pub(super) fn declared_type(m: &Metadata) -> Option<&str> {
-    ["filetype", "type", "content_type", "contentType", "mimetype"].iter().find_map(|k| m.get_str(k))
-}
-
-/// The asset a tus creation makes: name from `filename` (or `name`), the
-/// optional `language` hint, and the metadata as a string map.
+/// The asset a tus creation makes (the metadata's name and language).
 pub(super) fn new_asset(metadata: Option<&Metadata>) -> Result<AssetInfo, TusError> {
-    let Some(m) = metadata else { return Ok(AssetInfo::new(None, None, Default::default())) };
-    let language = match m.get("language") {
-        None => None,
-        Some(v) => {
-            let code = std::str::from_utf8(v).unwrap_or("");
-            if !crate::asset::lang::is_iso639_1(code) {
-                return Err(TusError::bad_request(
-                    "ERR_INVALID_LANGUAGE",
-                    format!("metadata language {code:?} is not a lowercase ISO 639-1 code such as \"en\""),
-                ));
-            }
-            Some(code.to_string())
-        }
-    };
-    let name = m.get_str("filename").or(m.get_str("name")).map(str::to_string);
-    let map = m.0.iter().map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned())).collect();
-    Ok(AssetInfo::new(name, language, map))
+    protocol::new_asset(metadata).map_err(|m| TusError::bad_request("ERR_INVALID_LANGUAGE", m))
 }

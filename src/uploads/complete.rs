@@ -3,9 +3,10 @@
 use std::sync::Arc;
 
 use crate::app::App;
-use crate::asset::process;
+use crate::uploads::process;
 
-use crate::store::{StoreError, UploadRecord};
+use crate::record::UploadRecord;
+use crate::store::StoreError;
 use crate::usage::Share;
 
 /// After every commit of new bytes (the caller holds the upload's lock).

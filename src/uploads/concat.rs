@@ -7,7 +7,8 @@ use uuid::Uuid;
 
 use super::UploadError;
 use crate::app::App;
-use crate::store::{Concat, Offset, StoreError, Timestamp, UploadRecord};
+use crate::record::{Concat, Offset, Timestamp, UploadRecord};
+use crate::store::StoreError;
 
 /// Refused unless `bytes` fit with the free-space reserve to spare.
 pub fn check_room(app: &App, bytes: u64) -> Result<(), UploadError> {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::app::App;
-use crate::store::{Concat, GoneReason, Timestamp};
+use crate::record::{Concat, GoneReason, Timestamp};
 
 /// Tombstones (410 instead of 404) are kept this long.
 const TOMBSTONE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);

@@ -9,9 +9,11 @@
 //! last byte, `concat` joins final uploads, `remove` removes and `expire`
 //! sweeps unfinished uploads.
 
+pub mod append;
 pub mod complete;
 pub mod concat;
 pub mod expire;
+pub mod process;
 pub mod remove;
 
 pub use complete::{after_commit, on_complete, on_upload_complete};
@@ -26,8 +28,9 @@ use crate::digest::Algorithm;
 use crate::limits::{self, Creation, Refusal, UploadLimits};
 use crate::lock::UploadLock;
 use crate::ports::bytes::ByteStore;
-use crate::store::append::{AppendPlan, BodyEnd, Staged, stage};
-use crate::store::{Concat, Offset, StoreError, UploadRecord};
+use crate::record::{Concat, Offset, UploadRecord};
+use crate::store::StoreError;
+use crate::uploads::append::{AppendPlan, BodyEnd, Staged, stage};
 
 /// What a protocol asks for when it creates an upload.
 #[derive(Debug, Default)]
@@ -247,14 +250,14 @@ pub async fn stream(
         progress: Some(app.events.clone()),
         min_free_space: app.cfg.min_free_space,
         budget: app.usage.budget(rec.project_id, limits.quota),
-        sniff: crate::asset::process::sniff_gate(app, &rec, &limits).await?,
+        sniff: crate::uploads::process::sniff_gate(app, &rec, &limits).await?,
     };
     let mut staged = stage(app.store.clone(), app.bytes.clone(), rec, body, plan, lock.cancelled()).await?;
     if staged.end == BodyEnd::TypeRefused {
         let prefix = staged.sniffed_prefix.take().unwrap_or_default();
         let rec = staged.discard().await?;
         let sniffed = crate::asset::sniff::sniff(&prefix);
-        let why = crate::asset::process::refuse(app, rec, sniffed, &limits).await?;
+        let why = crate::uploads::process::refuse(app, rec, sniffed, &limits).await?;
         return Err(Refusal::TypeNotAllowed(why).into());
     }
     Ok(Append { staged, limits, start })

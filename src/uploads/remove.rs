@@ -4,7 +4,8 @@
 use uuid::Uuid;
 
 use crate::app::App;
-use crate::store::{GoneReason, StoreError};
+use crate::record::GoneReason;
+use crate::store::StoreError;
 use crate::usage::Share;
 
 /// Removes an upload and its asset (termination, DELETE /v1/assets, the draft's

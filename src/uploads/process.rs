@@ -4,12 +4,13 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::probe::{self, ProbeError};
-use super::{AssetState, SNIFF_BYTES, Sniffed, sniff};
 use crate::app::App;
+use crate::asset::probe::{self, ProbeError};
+use crate::asset::{AssetState, SNIFF_BYTES, Sniffed, sniff};
 use crate::limits::Effective;
-use crate::store::append::SniffGate;
-use crate::store::{Offset, StoreError, Timestamp, UploadRecord};
+use crate::record::{Offset, Timestamp, UploadRecord};
+use crate::store::StoreError;
+use crate::uploads::append::SniffGate;
 
 /// The upload's first `len` bytes (fewer than the sniff window).
 async fn read_prefix(app: &App, id: Uuid, len: usize) -> Result<Vec<u8>, StoreError> {

@@ -26,11 +26,12 @@ use hyper::body::Body;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::block::{ALIGN, BLOCK_SIZE, Block, Blocks};
-use super::{Offset, Result, Store, StoreError, Timestamp, UploadRecord};
+use crate::blocks::{ALIGN, BLOCK_SIZE, Block, Blocks};
 use crate::digest::{Algorithm, ChunkHasher, Sha256Stream};
 use crate::events::Events;
 use crate::ports::bytes::{ByteStore, Sink};
+use crate::record::{Offset, Timestamp, UploadRecord};
+use crate::store::{Result, Store, StoreError};
 use crate::usage::Budget;
 
 /// Sync and record progress at least this often while a long body streams.
