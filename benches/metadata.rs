@@ -32,8 +32,8 @@ use std::time::{Duration, Instant, SystemTime};
 use tusk::asset::sniff::Sniffed;
 use tusk::asset::{AssetInfo, AssetState, AssetType};
 use tusk::backends::files::Files;
+use tusk::backends::sled_meta::SledMeta as Store;
 use tusk::record::{Concat, Offset, UploadRecord};
-use tusk::store::Store;
 use uuid::Uuid;
 
 struct Opts {

@@ -12,9 +12,9 @@ use crate::auth::{self, AuthError, Caller, Credential, Grant, Keys};
 use crate::config::Config;
 use crate::lock::Locker;
 use crate::ports::bytes::ByteStore;
+use crate::ports::meta::MetaStore;
 use crate::projects::Projects;
 use crate::signing::Signer;
-use crate::store::Store;
 use crate::tokens::{TokenError, Tokens};
 use crate::upload_url;
 use crate::usage::Usage;
@@ -22,7 +22,7 @@ use crate::usage::Usage;
 pub struct App {
     pub cfg: Config,
     /// Upload records, tombstones, indexes (the metadata).
-    pub store: Arc<Store>,
+    pub meta: MetaStore,
     /// Upload bytes.
     pub bytes: Arc<ByteStore>,
     pub locks: Locker,
@@ -43,7 +43,7 @@ pub struct App {
 
 /// What `App::new` is built from, besides the configuration.
 pub struct Parts {
-    pub store: Arc<Store>,
+    pub meta: MetaStore,
     pub bytes: Arc<ByteStore>,
     pub keys: Arc<Keys>,
     pub tokens: Arc<Tokens>,
@@ -55,10 +55,10 @@ pub struct Parts {
 impl App {
     pub fn new(cfg: Config, parts: Parts, shutdown: CancellationToken) -> Arc<App> {
         let locks = Locker::new(cfg.lock_timeout, shutdown.clone());
-        let Parts { store, bytes, keys, tokens, projects, usage, signer } = parts;
+        let Parts { meta, bytes, keys, tokens, projects, usage, signer } = parts;
         Arc::new(App {
             cfg,
-            store,
+            meta,
             bytes,
             locks,
             keys,

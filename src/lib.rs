@@ -34,7 +34,7 @@ pub mod record;
 mod secrets;
 pub mod server;
 pub mod signing;
-pub mod store;
+
 pub mod time;
 pub mod tokens;
 pub mod tus;

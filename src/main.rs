@@ -161,7 +161,7 @@ fn projects(cmd: ProjectsCommand) -> std::io::Result<()> {
 fn usage_of(
     data_dir: &std::path::Path,
 ) -> std::io::Result<(std::collections::HashMap<uuid::Uuid, UsageFigures>, String)> {
-    match tusk::store::Store::open(data_dir) {
+    match tusk::backends::sled_meta::SledMeta::open(data_dir) {
         Ok(store) => {
             let totals = store.usage_totals().map_err(std::io::Error::other)?;
             Ok((totals, "counted from the data directory".into()))

@@ -86,15 +86,20 @@ impl<'a> View<'a> {
     }
 }
 
-fn find(app: &App, caller: &Caller, id: Uuid) -> Result<UploadRecord, ApiError> {
-    match app.store.get(id)? {
+async fn find(app: &App, caller: &Caller, id: Uuid) -> Result<UploadRecord, ApiError> {
+    match app.meta.get(id).await? {
         Some(rec) if rec.project_id == caller.project_id && rec.asset.is_some() => Ok(rec),
         _ => Err(ApiError::not_found()),
     }
 }
 
-pub fn get(app: &App, caller: &Caller, id: Uuid, req: &Request<Incoming>) -> Result<Response, ApiError> {
-    let rec = find(app, caller, id)?;
+pub async fn get(
+    app: &App,
+    caller: &Caller,
+    id: Uuid,
+    req: &Request<Incoming>,
+) -> Result<Response, ApiError> {
+    let rec = find(app, caller, id).await?;
     let view = View::new(app, req.headers(), req.uri());
     Ok(json_response(StatusCode::OK, serde_json::to_vec(&view.asset(&rec)).expect("json")))
 }
@@ -225,14 +230,14 @@ pub async fn create(
         url_ttl_secs: Some(ttl.as_secs()),
         ..Default::default()
     };
-    let mut rec = crate::uploads::create(app, caller, new)?;
+    let mut rec = crate::uploads::create(app, caller, new).await?;
     let id = rec.id;
-    app.store.flush().await?;
+    app.meta.flush().await?;
     if rec.is_complete() {
         // A zero-byte asset is complete at once.
         let _lock = app.locks.lock(id).await?;
         crate::uploads::on_complete(app, &rec).await;
-        rec = app.store.get(id)?.unwrap_or(rec);
+        rec = app.meta.get(id).await?.unwrap_or(rec);
     }
 
     let view = View::new(app, &parts.headers, &parts.uri);
@@ -422,22 +427,22 @@ pub async fn list(
     // request threads, so a list never stalls uploads and HEADs.
     let (app, project) = (app.clone(), caller.project_id);
     let origin = View::new(&app, req.headers(), req.uri()).origin;
+    let page = app.meta.list_assets(project, cursor, limit, state, kind).await?;
     let body = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
-        let (page, next) = app.store.list_assets(project, cursor, limit, state, kind)?;
         let view = View { app: &app, origin };
-        let data: Vec<Value> = page.iter().map(|r| view.asset(r)).collect();
-        Ok(serde_json::to_vec(&json!({ "data": data, "next_cursor": next })).expect("json"))
+        let data: Vec<Value> = page.assets.iter().map(|r| view.asset(r)).collect();
+        Ok(serde_json::to_vec(&json!({ "data": data, "next_cursor": page.next })).expect("json"))
     })
     .await
-    .map_err(|e| crate::store::StoreError::Io(std::io::Error::other(e.to_string())))??;
+    .map_err(|e| crate::ports::StoreError::Io(std::io::Error::other(e.to_string())))??;
     Ok(json_response(StatusCode::OK, body))
 }
 
 pub async fn delete(app: &App, caller: &Caller, id: Uuid) -> Result<Response, ApiError> {
     // Only the owner may interrupt an upload in flight (as a tus DELETE does).
-    find(app, caller, id)?;
+    find(app, caller, id).await?;
     let _lock = app.locks.lock(id).await?;
-    find(app, caller, id)?;
+    find(app, caller, id).await?;
     crate::uploads::remove(app, id, crate::record::GoneReason::Terminated).await?;
     let mut resp = http::Response::new(crate::http::empty());
     *resp.status_mut() = StatusCode::NO_CONTENT;
@@ -472,7 +477,7 @@ pub async fn content(app: &App, id: Uuid, req: &Request<Incoming>) -> Result<Res
             "this download URL has expired; get a fresh download_url from the asset",
         ));
     }
-    let rec = match app.store.get(id)? {
+    let rec = match app.meta.get(id).await? {
         Some(r) if r.asset.is_some() => r,
         _ => return Err(ApiError::not_found()),
     };
@@ -497,7 +502,7 @@ pub async fn content(app: &App, id: Uuid, req: &Request<Incoming>) -> Result<Res
         content_type,
         filename: a.name.clone(),
     };
-    download::serve(req.method(), req.headers(), d).await.map_err(|e| crate::store::StoreError::Io(e).into())
+    download::serve(req.method(), req.headers(), d).await.map_err(|e| crate::ports::StoreError::Io(e).into())
 }
 
 pub fn types() -> Response {

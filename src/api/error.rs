@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::auth::AuthError;
 use crate::http::{Response, full};
-use crate::store::StoreError;
+use crate::ports::StoreError;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct FieldError {

@@ -50,15 +50,15 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<Response, ApiErr
         (&Method::GET, ["v1", "events"]) => events::stream(&app, &caller, &req),
         (&Method::GET, ["v1", "assets", id]) => {
             let id = parse_id(id)?;
-            assets::get(&app, &caller, id, &req)
+            assets::get(&app, &caller, id, &req).await
         }
         (&Method::DELETE, ["v1", "assets", id]) => {
             let id = parse_id(id)?;
             assets::delete(&app, &caller, id).await
         }
         (&Method::POST, ["v1", "upload-tokens"]) => upload_tokens::create(&app, &caller, req).await,
-        (&Method::GET, ["v1", "upload-tokens"]) => upload_tokens::list(&app, &caller),
-        (&Method::GET, ["v1", "upload-tokens", id]) => upload_tokens::get(&app, &caller, id),
+        (&Method::GET, ["v1", "upload-tokens"]) => upload_tokens::list(&app, &caller).await,
+        (&Method::GET, ["v1", "upload-tokens", id]) => upload_tokens::get(&app, &caller, id).await,
         (&Method::DELETE, ["v1", "upload-tokens", id]) => upload_tokens::revoke(&app, &caller, id).await,
         (&Method::GET, ["v1", "project"]) => Ok(project(&app, &caller)),
         (

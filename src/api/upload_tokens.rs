@@ -32,8 +32,8 @@ fn not_found() -> ApiError {
 }
 
 /// The token as JSON; `secret` only in the answer that creates it.
-fn view(app: &App, t: &TokenRecord, secret: Option<&str>) -> Value {
-    let used = app.store.token_uses(&t.token_id).unwrap_or(0);
+async fn view(app: &App, t: &TokenRecord, secret: Option<&str>) -> Value {
+    let used = app.meta.token_uses(&t.token_id).await.unwrap_or(0);
     let state = if t.revoked_at.is_some() {
         "revoked"
     } else if t.expired() {
@@ -107,10 +107,10 @@ pub async fn create(app: &App, caller: &Caller, req: Request<Incoming>) -> Resul
     let (rec, secret) =
         tokio::task::spawn_blocking(move || tokens::create(&data_dir, &project, project_id, &spec))
             .await
-            .map_err(|e| crate::store::StoreError::Io(std::io::Error::other(e.to_string())))?
-            .map_err(crate::store::StoreError::Io)?;
+            .map_err(|e| crate::ports::StoreError::Io(std::io::Error::other(e.to_string())))?
+            .map_err(crate::ports::StoreError::Io)?;
     app.tokens.insert(rec.clone());
-    let mut out = view(app, &rec, Some(&secret));
+    let mut out = view(app, &rec, Some(&secret)).await;
     let origin = super::assets::View::new(app, &parts.headers, &parts.uri).origin;
     out["upload_endpoint"] = Value::String(format!("{origin}{}", app.cfg.base_path));
     let mut resp = json_response(StatusCode::CREATED, serde_json::to_vec(&out).expect("json"));
@@ -122,15 +122,17 @@ pub async fn create(app: &App, caller: &Caller, req: Request<Incoming>) -> Resul
     Ok(resp)
 }
 
-pub fn list(app: &App, caller: &Caller) -> Result<Response, ApiError> {
-    let data: Vec<Value> =
-        app.tokens.of_project(caller.project_id).iter().map(|t| view(app, t, None)).collect();
+pub async fn list(app: &App, caller: &Caller) -> Result<Response, ApiError> {
+    let mut data: Vec<Value> = Vec::new();
+    for t in app.tokens.of_project(caller.project_id).iter() {
+        data.push(view(app, t, None).await);
+    }
     Ok(json_response(StatusCode::OK, serde_json::to_vec(&json!({ "data": data })).expect("json")))
 }
 
-pub fn get(app: &App, caller: &Caller, id: &str) -> Result<Response, ApiError> {
+pub async fn get(app: &App, caller: &Caller, id: &str) -> Result<Response, ApiError> {
     let t = app.tokens.get(caller.project_id, id).filter(|t| t.revoked_at.is_none()).ok_or_else(not_found)?;
-    Ok(json_response(StatusCode::OK, serde_json::to_vec(&view(app, &t, None)).expect("json")))
+    Ok(json_response(StatusCode::OK, serde_json::to_vec(&view(app, &t, None).await).expect("json")))
 }
 
 pub async fn revoke(app: &App, caller: &Caller, id: &str) -> Result<Response, ApiError> {
@@ -141,8 +143,8 @@ pub async fn revoke(app: &App, caller: &Caller, id: &str) -> Result<Response, Ap
     let (id, project) = (id.to_string(), caller.project_id);
     let rec = tokio::task::spawn_blocking(move || tokens::revoke(&data_dir, &id, Some(project)))
         .await
-        .map_err(|e| crate::store::StoreError::Io(std::io::Error::other(e.to_string())))?
-        .map_err(crate::store::StoreError::Io)?
+        .map_err(|e| crate::ports::StoreError::Io(std::io::Error::other(e.to_string())))?
+        .map_err(crate::ports::StoreError::Io)?
         .ok_or_else(not_found)?;
     app.tokens.insert(rec);
     let mut resp = http::Response::new(crate::http::empty());

@@ -1,3 +1,4 @@
 //! Implementations of the storage ports. They know nothing above the ports.
 
 pub mod files;
+pub mod sled_meta;

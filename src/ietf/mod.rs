@@ -150,15 +150,15 @@ fn body_length(h: &HeaderMap) -> Result<Option<u64>, Problem> {
 
 /// Checked before an upload's lock is taken (and again after): taking it
 /// interrupts the request holding it, which only its own project may cause.
-fn check_owner(app: &App, caller: &Caller, id: Uuid) -> Result<(), Problem> {
-    match app.store.owner(id)? {
+async fn check_owner(app: &App, caller: &Caller, id: Uuid) -> Result<(), Problem> {
+    match app.meta.owner(id).await? {
         Some(owner) if caller.may_use(id, &owner) => Ok(()),
         _ => Err(Problem::not_found()),
     }
 }
 
-fn find(app: &App, caller: &Caller, id: Uuid) -> Result<UploadRecord, Problem> {
-    match app.store.get(id)? {
+async fn find(app: &App, caller: &Caller, id: Uuid) -> Result<UploadRecord, Problem> {
+    match app.meta.get(id).await? {
         Some(rec) if caller.may_use(id, &rec.owner()) && !rec.is_final() => match &rec.refused {
             Some(why) => Err(Problem::from(crate::limits::Refusal::TypeNotAllowed(why.clone()))),
             None => Ok(rec),
@@ -236,13 +236,13 @@ async fn create(
         awaiting_completion: true,
         ..Default::default()
     };
-    let rec = crate::uploads::create(app, caller, new)?;
+    let rec = crate::uploads::create(app, caller, new).await?;
     let id = rec.id;
     let location = crate::protocol::upload_url(app, h, &parts.uri, id);
 
     let lock = app.locks.lock(id).await.map_err(|_| Problem::locked())?;
     let result = write(app, rec, body, h, complete, digest, &lock).await;
-    app.store.flush().await?;
+    app.meta.flush().await?;
     let rec = result.map_err(|p| p.with_header(LOCATION, &location))?;
     if rec.is_complete() {
         crate::uploads::on_complete(app, &rec).await;
@@ -272,9 +272,9 @@ async fn offset(
         ));
     }
     // Stops an append still running for this upload (the client reconnected).
-    check_owner(app, caller, id)?;
+    check_owner(app, caller, id).await?;
     let _lock = app.locks.lock(id).await.map_err(|_| Problem::locked())?;
-    let rec = find(app, caller, id)?;
+    let rec = find(app, caller, id).await?;
     let mut resp = http::Response::new(empty());
     *resp.status_mut() = StatusCode::NO_CONTENT;
     let rh = resp.headers_mut();
@@ -306,9 +306,9 @@ async fn append(
     let declared = number(h, "upload-length")?;
     let digest = content_digest(h)?;
 
-    check_owner(app, caller, id)?;
+    check_owner(app, caller, id).await?;
     let lock = app.locks.lock(id).await.map_err(|_| Problem::locked())?;
-    let rec = find(app, caller, id)?;
+    let rec = find(app, caller, id).await?;
     // Bytes removed from under the server are noticed before new ones go after them.
     let mut rec = crate::uploads::verified(app, rec).await?;
     if rec.is_complete() {
@@ -338,7 +338,7 @@ async fn append(
                     )));
                 }
                 rec.length = Some(candidate);
-                app.store.put(&rec)?;
+                app.meta.put(&rec).await?;
             }
         }
     }
@@ -364,9 +364,9 @@ async fn cancel(
     if v == Interop::V6 && (h.contains_key("upload-offset") || h.contains_key("upload-complete")) {
         return Err(Problem::bad_request("a cancellation must not carry Upload-Offset or Upload-Complete"));
     }
-    check_owner(app, caller, id)?;
+    check_owner(app, caller, id).await?;
     let _lock = app.locks.lock(id).await.map_err(|_| Problem::locked())?;
-    find(app, caller, id)?;
+    find(app, caller, id).await?;
     crate::uploads::remove(app, id, crate::record::GoneReason::Terminated).await?;
     let mut resp = http::Response::new(empty());
     *resp.status_mut() = StatusCode::NO_CONTENT;
@@ -471,8 +471,8 @@ async fn write(
         }
         rec.length = Some(rec.offset.0);
         rec.awaiting_completion = false;
-        app.store.put(&rec)?;
-        app.store.flush().await?;
+        app.meta.put(&rec).await?;
+        app.meta.flush().await?;
     }
     Ok(rec)
 }

@@ -6,7 +6,7 @@ use http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value, json};
 
 use crate::http::{Response, full, set};
-use crate::store::StoreError;
+use crate::ports::StoreError;
 
 const TYPES: &str = "https://iana.org/assignments/http-problem-types#";
 

@@ -1,8 +1,56 @@
 //! What the upload service needs of storage, apart from any one backend:
-//! `bytes` (where upload bytes live). Backends (`crate::backends`) are
-//! chosen at start, in `server::run`.
+//! `meta` (records, tombstones, indexes: the metadata) and `bytes` (where
+//! upload bytes live), `locks` (one writer per upload) and `events` (asset
+//! changes for subscribers). Each is an enum over its backends
+//! (`crate::backends`, which import nothing from here); they are chosen at
+//! start, in `server::run`.
 
 pub mod bytes;
+pub mod meta;
 
 #[cfg(test)]
 mod conformance;
+
+use std::io;
+
+use crate::backends::sled_meta::SledError;
+
+/// Storage failed: the upload service's error for any port. Each protocol
+/// answers it as a 500 (or 507 where the service says the store is full).
+#[derive(Debug)]
+pub enum StoreError {
+    /// The metadata engine failed.
+    Metadata(String),
+    /// Reading or writing bytes failed.
+    Io(io::Error),
+    /// A stored record does not decode.
+    Corrupt(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Metadata(e) => write!(f, "metadata database: {e}"),
+            StoreError::Io(e) => write!(f, "file storage: {e}"),
+            StoreError::Corrupt(e) => write!(f, "corrupt record: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<io::Error> for StoreError {
+    fn from(e: io::Error) -> Self {
+        StoreError::Io(e)
+    }
+}
+
+impl From<SledError> for StoreError {
+    fn from(e: SledError) -> Self {
+        match e {
+            SledError::Db(e) => StoreError::Metadata(e.to_string()),
+            SledError::Io(e) => StoreError::Io(e),
+            SledError::Corrupt(e) => StoreError::Corrupt(e),
+        }
+    }
+}

@@ -25,12 +25,13 @@ use tokio_util::sync::CancellationToken;
 use crate::app::{App, Parts};
 use crate::auth::Keys;
 use crate::backends::files::Files;
+use crate::backends::sled_meta::SledMeta;
 use crate::config::{Config, CorsOrigins};
 use crate::ports::bytes::ByteStore;
+use crate::ports::meta::MetaStore;
 use crate::projects::Projects;
 use crate::server::clients::ClientLimit;
 use crate::signing::Signer;
-use crate::store::Store;
 use crate::tokens::Tokens;
 use crate::usage::Usage;
 
@@ -44,33 +45,20 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> io::Result<()> {
     let data_dir = cfg.data_dir.clone();
     let usage = Arc::new(Usage::default());
     // The composition root: the backends are chosen and opened here, once.
-    let (store, bytes, not_started) = tokio::task::spawn_blocking({
-        let usage = usage.clone();
-        move || -> Result<(Store, ByteStore, Vec<uuid::Uuid>), String> {
-            let store =
-                Store::open(&data_dir).map_err(|e| format!("cannot open {}: {e}", data_dir.display()))?;
-            let files = Files::open(&data_dir)
-                .map_err(|e| format!("cannot open {}: {e}", data_dir.join("uploads").display()))?;
-            let bytes = ByteStore::Files(Arc::new(files));
-            // From the index alone: offsets checked against the bytes, and
-            // the uploads in flight added to the settled usage counters.
-            let resumed = store
-                .resume(|id, offset| crate::uploads::check_stored(&store, &bytes, id, offset))
-                .map_err(|e| e.to_string())?;
-            let fixed = resumed.wound_back;
-            usage.load(resumed.usage);
-            if fixed > 0 {
-                tracing::warn!(
-                    uploads = fixed,
-                    "wound back uploads whose files were shorter than their offsets"
-                );
-            }
-            Ok((store, bytes, resumed.not_started))
-        }
+    let (meta, bytes) = tokio::task::spawn_blocking(move || -> Result<(MetaStore, ByteStore), String> {
+        let meta =
+            SledMeta::open(&data_dir).map_err(|e| format!("cannot open {}: {e}", data_dir.display()))?;
+        let files = Files::open(&data_dir)
+            .map_err(|e| format!("cannot open {}: {e}", data_dir.join("uploads").display()))?;
+        Ok((MetaStore::Sled(Arc::new(meta)), ByteStore::Files(Arc::new(files))))
     })
     .await
     .map_err(io::Error::other)?
     .map_err(io::Error::other)?;
+    let bytes = Arc::new(bytes);
+    // From the indexes: offsets checked against the bytes, and the uploads
+    // in flight added to the settled usage counters.
+    let not_started = crate::uploads::resume(&meta, &bytes, &usage).await.map_err(io::Error::other)?;
 
     if cfg.cors_allow_credentials && !matches!(cfg.cors, Some(CorsOrigins::List(_))) {
         return Err(io::Error::other(
@@ -113,8 +101,8 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> io::Result<()> {
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
     let parts = Parts {
-        store: Arc::new(store),
-        bytes: Arc::new(bytes),
+        meta,
+        bytes,
         keys: keys.clone(),
         tokens: tokens.clone(),
         projects: projects.clone(),
@@ -126,8 +114,10 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> io::Result<()> {
     tokio::spawn(crate::uploads::expire::run(app.clone()));
     // In the background: it reads every shard folder.
     tokio::task::spawn_blocking({
-        let (store, bytes) = (app.store.clone(), app.bytes.clone());
-        let known = move |id| store.contains(id).map_err(io::Error::other);
+        let (meta, bytes) = (app.meta.clone(), app.bytes.clone());
+        // A blocking thread may wait on the runtime for the async port.
+        let runtime = tokio::runtime::Handle::current();
+        let known = move |id| runtime.block_on(meta.contains(id)).map_err(io::Error::other);
         move || match bytes.remove_orphans_blocking(started.0, known) {
             Ok(0) => {}
             Ok(n) => tracing::warn!(files = n, "deleted data files of uploads removed just before a crash"),
@@ -157,7 +147,7 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> io::Result<()> {
 
     // In-flight PATCHes stop reading, commit what they received and answer.
     shutdown.cancel();
-    app.store.flush().await.map_err(io::Error::other)?;
+    app.meta.flush().await.map_err(io::Error::other)?;
     tracing::info!("tusk stopped");
     Ok(())
 }

@@ -14,9 +14,9 @@ use super::{expires_header, find};
 use crate::app::App;
 use crate::auth::Caller;
 use crate::http::{Response, empty, set};
+use crate::ports::StoreError;
 use crate::protocol::{self, Metadata};
 use crate::record::Concat;
-use crate::store::StoreError;
 use crate::uploads::{self, NewUpload};
 
 /// Most parts a final upload may list.
@@ -69,7 +69,7 @@ pub async fn create_final(
                 format!("{url} is listed twice; a final upload uses each partial upload once"),
             ));
         }
-        let part = find(app, caller, id)?;
+        let part = find(app, caller, id).await?;
         if !part.is_partial() {
             return Err(TusError::bad_request(
                 "ERR_INVALID_CONCAT",
@@ -79,7 +79,7 @@ pub async fn create_final(
         unknown_length |= part.length.is_none();
         ids.push(id);
     }
-    let length = total_length(app, &ids)?;
+    let length = total_length(app, &ids).await?;
     match (length, app.cfg.max_size) {
         (Some(_), _) => {} // checked with every other limit below
         (None, Some(max)) if unknown_length => {
@@ -106,7 +106,7 @@ pub async fn create_final(
         asset: Some(asset),
         ..NewUpload::default()
     };
-    let mut rec = uploads::create(app, caller, new)?;
+    let mut rec = uploads::create(app, caller, new).await?;
     let id = rec.id;
     let _lock = app.locks.lock(id).await?;
     let assembled = match uploads::concat::assemble(app, &mut rec).await {
@@ -114,15 +114,15 @@ pub async fn create_final(
         Err(e) => {
             // Retried when a part completes or at the next start, so the
             // final never lingers unassembled with nothing to finish it.
-            app.store.add_waiting_final(&rec)?;
-            app.store.flush().await?;
+            app.meta.add_waiting_final(&rec).await?;
+            app.meta.flush().await?;
             return Err(e.into());
         }
     };
     if !assembled {
-        app.store.add_waiting_final(&rec)?;
+        app.meta.add_waiting_final(&rec).await?;
     }
-    app.store.flush().await?;
+    app.meta.flush().await?;
     if assembled {
         uploads::on_upload_complete(app, &rec).await;
     }
@@ -139,10 +139,10 @@ pub async fn create_final(
 }
 
 /// The sum of the parts' lengths, if every one is known.
-pub fn total_length(app: &App, parts: &[Uuid]) -> Result<Option<u64>, StoreError> {
+pub async fn total_length(app: &App, parts: &[Uuid]) -> Result<Option<u64>, StoreError> {
     let mut total = 0u64;
     for id in parts {
-        match app.store.get(*id)?.and_then(|p| p.length) {
+        match app.meta.get(*id).await?.and_then(|p| p.length) {
             Some(n) => total = total.saturating_add(n),
             None => return Ok(None),
         }

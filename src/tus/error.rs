@@ -5,8 +5,8 @@ use http::{HeaderMap, StatusCode};
 
 use crate::http::{Response, empty, full};
 use crate::lock::LockTimeout;
+use crate::ports::StoreError;
 use crate::record::{GoneReason, Offset};
-use crate::store::StoreError;
 
 /// An answer other than success. Bodies are `text/plain` `CODE: message`
 /// (tusd's convention); tus-js-client puts that text in its error message.

@@ -14,7 +14,7 @@ use crate::protocol::Metadata;
 
 pub async fn download(app: &App, caller: &Caller, id: Uuid, req: &HeaderMap) -> Result<Response, TusError> {
     // No lock: only committed bytes are served, and those never change.
-    let rec = find(app, caller, id)?;
+    let rec = find(app, caller, id).await?;
     let len = rec.offset.0;
     let content_type = match rec.asset.as_ref().and_then(|a| a.sniffed.as_ref()) {
         Some(s) => s.content_type.clone(),
@@ -30,5 +30,5 @@ pub async fn download(app: &App, caller: &Caller, id: Uuid, req: &HeaderMap) -> 
         .and_then(|m| m.get_str("filename").or(m.get_str("name")).map(str::to_string));
     let etag = if rec.is_complete() { rec.sha256.finalize_hex() } else { format!("{}-{}", id.simple(), len) };
     let d = Download { bytes: &app.bytes, id, len, etag, content_type, filename };
-    download::serve(&Method::GET, req, d).await.map_err(|e| crate::store::StoreError::Io(e).into())
+    download::serve(&Method::GET, req, d).await.map_err(|e| crate::ports::StoreError::Io(e).into())
 }

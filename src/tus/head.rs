@@ -14,11 +14,11 @@ use crate::record::Concat;
 
 pub async fn offset(app: &App, caller: &Caller, id: Uuid, req: &HeaderMap) -> Result<Response, TusError> {
     headers::check_version(req, true)?;
-    check_owner(app, caller, id)?;
+    check_owner(app, caller, id).await?;
     // Taking the lock stops a PATCH still running for this upload (a client
     // that reconnected), so the offset we report includes what it stored.
     let _lock = app.locks.lock(id).await?;
-    let rec = find_status(app, caller, id)?;
+    let rec = find_status(app, caller, id).await?;
     super::check_not_refused(rec.refused.as_ref())?;
 
     let mut resp = http::Response::new(empty());
@@ -30,7 +30,7 @@ pub async fn offset(app: &App, caller: &Caller, id: Uuid, req: &HeaderMap) -> Re
             set(h, HeaderName::from_static(UPLOAD_CONCAT), header);
             let length = match rec.length {
                 Some(n) => Some(n),
-                None => concat::total_length(app, parts)?,
+                None => concat::total_length(app, parts).await?,
             };
             if let Some(n) = length {
                 set(h, HeaderName::from_static(UPLOAD_LENGTH), n);

@@ -110,28 +110,28 @@ pub fn options(app: &App) -> Response {
 /// Looks an upload up, telling 410 (expired or terminated) from 404. Another
 /// project's upload, or one the caller's token or URL is not for, is a 404:
 /// ids are not confirmed to outsiders.
-fn find(app: &App, caller: &Caller, id: Uuid) -> Result<UploadRecord, TusError> {
-    let rec = app.store.get(id)?;
-    visible(app, caller, id, rec.map(|r| (r.owner(), r)))
+async fn find(app: &App, caller: &Caller, id: Uuid) -> Result<UploadRecord, TusError> {
+    let rec = app.meta.get(id).await?;
+    visible(app, caller, id, rec.map(|r| (r.owner(), r))).await
 }
 
 /// As `find`, reading only what HEAD answers from.
-fn find_status(app: &App, caller: &Caller, id: Uuid) -> Result<UploadStatus, TusError> {
-    let status = app.store.status(id)?;
-    visible(app, caller, id, status.map(|s| (s.owner(), s)))
+async fn find_status(app: &App, caller: &Caller, id: Uuid) -> Result<UploadStatus, TusError> {
+    let status = app.meta.status(id).await?;
+    visible(app, caller, id, status.map(|s| (s.owner(), s))).await
 }
 
 /// As `find`, reading only the owner: called before an upload's lock is
 /// taken, because taking it interrupts the request holding it, which only
 /// those who may use the upload may cause.
-fn check_owner(app: &App, caller: &Caller, id: Uuid) -> Result<(), TusError> {
-    let owner = app.store.owner(id)?;
-    visible(app, caller, id, owner.map(|o| (o, ())))
+async fn check_owner(app: &App, caller: &Caller, id: Uuid) -> Result<(), TusError> {
+    let owner = app.meta.owner(id).await?;
+    visible(app, caller, id, owner.map(|o| (o, ()))).await
 }
 
 /// The upload if the caller may use it; 404 for anyone else's (removed or
 /// not), 410 for one of its own that was removed.
-fn visible<T>(app: &App, caller: &Caller, id: Uuid, found: Option<(Owner, T)>) -> Result<T, TusError> {
+async fn visible<T>(app: &App, caller: &Caller, id: Uuid, found: Option<(Owner, T)>) -> Result<T, TusError> {
     if let Some((owner, found)) = found {
         if !caller.may_use(id, &owner) {
             return Err(TusError::not_found());
@@ -146,7 +146,7 @@ fn visible<T>(app: &App, caller: &Caller, id: Uuid, found: Option<(Owner, T)>) -
                 Grant::Token(_) => false, // tombstones do not say which token
             }
     };
-    match app.store.tombstone(id)? {
+    match app.meta.tombstone(id).await? {
         Some(stone) if gone_to_caller(&stone) => Err(TusError::gone(stone.reason)),
         _ => Err(TusError::not_found()),
     }

@@ -40,9 +40,9 @@ pub async fn append(
     let new_length = headers::parse_u64(h, UPLOAD_LENGTH)?;
     let checksum = headers::checksum(h)?;
 
-    check_owner(app, caller, id)?;
+    check_owner(app, caller, id).await?;
     let lock = app.locks.lock(id).await?;
-    let rec = find(app, caller, id)?;
+    let rec = find(app, caller, id).await?;
     super::check_not_refused(rec.refused.as_ref())?;
     // Bytes removed from under the server are noticed before new ones go after them.
     let mut rec = crate::uploads::verified(app, rec).await?;
@@ -69,7 +69,7 @@ pub async fn append(
         // Created with the IETF draft, continued with tus 1.0: tus completes
         // the upload when its length is reached.
         rec.awaiting_completion = false;
-        app.store.put(&rec)?;
+        app.meta.put(&rec).await?;
     }
     if let Some(n) = new_length {
         match rec.length {
@@ -83,8 +83,8 @@ pub async fn append(
                 }
                 check_upload_size(app, &rec, n)?;
                 rec.length = Some(n);
-                app.store.put(&rec)?;
-                app.store.flush().await?;
+                app.meta.put(&rec).await?;
+                app.meta.flush().await?;
             }
             // tus-js-client re-sends the length it declared on retries.
             Some(l) if l == n => {}

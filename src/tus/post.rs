@@ -64,7 +64,7 @@ pub async fn create(app: &Arc<App>, caller: &Caller, req: Request<Incoming>) -> 
         asset,
         ..NewUpload::default()
     };
-    let rec = uploads::create(app, caller, new)?;
+    let rec = uploads::create(app, caller, new).await?;
     let id = rec.id;
     let location = protocol::upload_url(app, h, &parts.uri, id);
 
@@ -77,7 +77,7 @@ pub async fn create(app: &Arc<App>, caller: &Caller, req: Request<Incoming>) -> 
             Err(e) => Err(e.with_offset(rec.offset)),
         };
         // The upload exists whatever happened to its first chunk: say where it is.
-        app.store.flush().await?;
+        app.meta.flush().await?;
         let rec = result.map_err(|e| e.with_header(LOCATION, &location))?;
         if rec.is_complete() {
             crate::uploads::on_complete(app, &rec).await;
@@ -85,7 +85,7 @@ pub async fn create(app: &Arc<App>, caller: &Caller, req: Request<Incoming>) -> 
         rec
     } else {
         // Every 201 survives a crash right after it.
-        app.store.flush().await?;
+        app.meta.flush().await?;
         if rec.is_complete() {
             // An empty upload is complete at once; under its lock, so a
             // DELETE arriving meanwhile cannot be undone by processing.

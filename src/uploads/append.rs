@@ -29,9 +29,12 @@ use tokio_util::sync::CancellationToken;
 use crate::blocks::{ALIGN, BLOCK_SIZE, Block, Blocks};
 use crate::digest::{Algorithm, ChunkHasher, Sha256Stream};
 use crate::events::Events;
+use crate::ports::StoreError;
 use crate::ports::bytes::{ByteStore, Sink};
+use crate::ports::meta::MetaStore;
 use crate::record::{Offset, Timestamp, UploadRecord};
-use crate::store::{Result, Store, StoreError};
+
+type Result<T> = std::result::Result<T, StoreError>;
 use crate::usage::Budget;
 
 /// Sync and record progress at least this often while a long body streams.
@@ -128,7 +131,7 @@ impl From<io::Error> for StorageFailure {
 
 /// Bytes written past the committed offset, waiting for `commit` or `discard`.
 pub struct Staged {
-    store: Arc<Store>,
+    meta: MetaStore,
     bytes: Arc<ByteStore>,
     /// The record as last committed (checkpoints move it forward).
     record: UploadRecord,
@@ -148,7 +151,7 @@ pub struct Staged {
 
 /// Streams `body` into the upload's file from its committed offset.
 pub async fn stage<B>(
-    store: Arc<Store>,
+    meta: MetaStore,
     bytes: Arc<ByteStore>,
     record: UploadRecord,
     body: B,
@@ -162,7 +165,7 @@ where
     let checkpoints = !plan.verify_before_commit;
     let mut budget = plan.budget;
     let mut gate = plan.sniff.filter(|g| g.want > g.prefix.len());
-    let mut app = Appender::new(store, bytes, record, plan.checksum, plan.progress);
+    let mut app = Appender::new(meta, bytes, record, plan.checksum, plan.progress);
     let mut body = pin!(body);
     let mut received = 0u64;
     let mut next_space_check = 0u64;
@@ -274,7 +277,7 @@ where
         }
     };
     Ok(Staged {
-        store: done.store,
+        meta: done.meta,
         bytes: done.bytes,
         record: done.record,
         start: done.start,
@@ -301,7 +304,7 @@ async fn sleep_opt(d: Option<Duration>) {
 
 /// The async side of one append: fills blocks and feeds the pipeline.
 struct Appender {
-    store: Arc<Store>,
+    meta: MetaStore,
     bytes: Arc<ByteStore>,
     /// The record as last committed (checkpoints move it forward).
     record: UploadRecord,
@@ -322,7 +325,7 @@ struct Appender {
 }
 
 struct AppendDone {
-    store: Arc<Store>,
+    meta: MetaStore,
     bytes: Arc<ByteStore>,
     record: UploadRecord,
     start: u64,
@@ -335,7 +338,7 @@ struct AppendDone {
 
 impl Appender {
     fn new(
-        store: Arc<Store>,
+        meta: MetaStore,
         bytes: Arc<ByteStore>,
         record: UploadRecord,
         checksum: Option<Algorithm>,
@@ -343,7 +346,7 @@ impl Appender {
     ) -> Appender {
         let start = record.offset.0;
         Appender {
-            store,
+            meta,
             bytes,
             record,
             start,
@@ -444,8 +447,8 @@ impl Appender {
         self.record.offset = Offset(self.start + self.written);
         self.record.sha256 = sha256;
         self.record.updated_at = Timestamp::now();
-        self.store.put(&self.record).map_err(|e| io::Error::other(e.to_string()))?;
-        self.store.flush().await.map_err(|e| io::Error::other(e.to_string()))?;
+        self.meta.put(&self.record).await.map_err(|e| io::Error::other(e.to_string()))?;
+        self.meta.flush().await.map_err(|e| io::Error::other(e.to_string()))?;
         self.recorded = self.written;
         self.last_checkpoint = Instant::now();
         if let Some(events) = &self.progress {
@@ -469,7 +472,7 @@ impl Appender {
             None => (self.record.sha256.clone(), None, None),
         };
         AppendDone {
-            store: self.store,
+            meta: self.meta,
             bytes: self.bytes,
             record: self.record,
             start: self.start,
@@ -690,8 +693,8 @@ impl Staged {
         record.offset = Offset(end);
         record.sha256 = self.sha256_after.clone();
         record.updated_at = Timestamp::now();
-        self.store.put(&record)?;
-        self.store.flush().await?;
+        self.meta.put(&record).await?;
+        self.meta.flush().await?;
         self.record = record;
         Ok(self.record.clone())
     }

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use crate::app::App;
 use crate::uploads::process;
 
+use crate::ports::StoreError;
 use crate::record::UploadRecord;
-use crate::store::StoreError;
 use crate::usage::Share;
 
 /// After every commit of new bytes (the caller holds the upload's lock).

@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use super::UploadError;
 use crate::app::App;
+use crate::ports::StoreError;
 use crate::record::{Concat, Offset, Timestamp, UploadRecord};
-use crate::store::StoreError;
 
 /// Refused unless `bytes` fit with the free-space reserve to spare.
 pub fn check_room(app: &App, bytes: u64) -> Result<(), UploadError> {
@@ -33,7 +33,7 @@ pub async fn assemble(app: &App, rec: &mut UploadRecord) -> Result<bool, UploadE
     }
     let mut pieces = Vec::with_capacity(parts.len());
     for id in parts {
-        match app.store.get(*id)? {
+        match app.meta.get(*id).await? {
             Some(p) if p.is_complete() => pieces.push((*id, p.offset.0)),
             _ => return Ok(false), // unfinished (or removed: the final will expire)
         }
@@ -55,8 +55,8 @@ pub async fn assemble(app: &App, rec: &mut UploadRecord) -> Result<bool, UploadE
     if let Concat::Final { assembled, .. } = &mut rec.concat {
         *assembled = true;
     }
-    app.store.put(rec)?;
-    app.store.remove_waiting_final(rec)?;
+    app.meta.put(rec).await?;
+    app.meta.remove_waiting_final(rec).await?;
     app.usage.moved(rec.project_id, before, rec.share());
     Ok(true)
 }
@@ -66,8 +66,8 @@ pub async fn assemble(app: &App, rec: &mut UploadRecord) -> Result<bool, UploadE
 /// the by-part index again (data directories from before it existed).
 pub async fn on_partial_complete(app: &Arc<App>, part: Option<Uuid>) {
     let waiting = match part {
-        Some(part) => app.store.finals_waiting_for(part),
-        None => app.store.waiting_finals(),
+        Some(part) => app.meta.finals_waiting_for(part).await,
+        None => app.meta.waiting_finals().await,
     };
     let waiting = match waiting {
         Ok(w) => w,
@@ -79,14 +79,14 @@ pub async fn on_partial_complete(app: &Arc<App>, part: Option<Uuid>) {
     for id in waiting {
         let result = async {
             let _lock = app.locks.lock(id).await.map_err(|_| UploadError::Busy)?;
-            let Some(mut rec) = app.store.get(id)? else {
+            let Some(mut rec) = app.meta.get(id).await? else {
                 return Ok::<_, UploadError>(());
             };
             if assemble(app, &mut rec).await? {
-                app.store.flush().await?;
+                app.meta.flush().await?;
                 super::on_upload_complete(app, &rec).await;
             } else if part.is_none() {
-                app.store.add_waiting_final(&rec)?;
+                app.meta.add_waiting_final(&rec).await?;
             }
             Ok(())
         }

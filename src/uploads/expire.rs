@@ -26,47 +26,28 @@ pub async fn run(app: Arc<App>) {
 }
 
 /// One pass; returns how many uploads were removed.
-pub async fn sweep_once(app: &Arc<App>) -> Result<usize, crate::store::StoreError> {
+pub async fn sweep_once(app: &Arc<App>) -> Result<usize, crate::ports::StoreError> {
     let now = Timestamp::now();
     let expire_after = app.cfg.expire_after;
-    let cutoff = Timestamp(now.0.saturating_sub(expire_after.as_millis() as u64));
-    let store = app.store.clone();
-    // Reads only the uploads the index says are due; off the async workers.
-    let candidates = tokio::task::spawn_blocking(move || -> Result<Vec<_>, crate::store::StoreError> {
-        let mut due = Vec::new();
-        for id in store.take_touched_before(cutoff) {
-            // Finished or removed: dropped. Touched since: filed again under
-            // its last change (start-up files uploads under their creation).
-            store.forget_unrecorded(id)?;
-            let Some(rec) = store.get(id)? else { continue };
-            match rec.expires_at(expire_after) {
-                Some(at) if at <= now => due.push(id),
-                Some(_) => store.touch(rec.updated_at, id),
-                None => {}
-            }
-        }
-        Ok(due)
-    })
-    .await
-    .map_err(|e| crate::store::StoreError::Io(std::io::Error::other(e.to_string())))??;
+    let candidates = app.meta.take_expired(now, expire_after).await?;
 
     let mut removed = 0;
     for id in candidates {
         // An upload someone is working on right now is not expired yet:
         // filed again, it is looked at in the next pass.
         let Some(_lock) = app.locks.try_lock(id) else {
-            if let Some(rec) = app.store.get(id)? {
-                app.store.touch(rec.updated_at, id);
+            if let Some(rec) = app.meta.get(id).await? {
+                app.meta.expire_later(rec.updated_at, id).await;
             }
             continue;
         };
-        let Some(rec) = app.store.get(id)? else { continue };
+        let Some(rec) = app.meta.get(id).await? else { continue };
         // A final upload waiting for its parts lives as long as they do: it
         // completes when the last one does, however long that takes.
         if let Concat::Final { parts, assembled: false, .. } = &rec.concat
-            && parts.iter().any(|p| matches!(app.store.get(*p), Ok(Some(_))))
+            && any_exists(app, parts).await?
         {
-            app.store.touch(rec.updated_at, id);
+            app.meta.expire_later(rec.updated_at, id).await;
             continue;
         }
         // Still due (else it was touched meanwhile and filed anew by `put`).
@@ -76,10 +57,15 @@ pub async fn sweep_once(app: &Arc<App>) -> Result<usize, crate::store::StoreErro
         }
     }
     let before = Timestamp(now.0.saturating_sub(TOMBSTONE_TTL.as_millis() as u64));
-    // Reads every tombstone: off the request threads.
-    let store = app.store.clone();
-    tokio::task::spawn_blocking(move || store.prune_tombstones(before))
-        .await
-        .map_err(|e| crate::store::StoreError::Io(std::io::Error::other(e.to_string())))??;
+    app.meta.prune_tombstones(before).await?;
     Ok(removed)
+}
+
+async fn any_exists(app: &App, ids: &[uuid::Uuid]) -> Result<bool, crate::ports::StoreError> {
+    for id in ids {
+        if app.meta.get(*id).await?.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }

@@ -19,7 +19,10 @@ pub mod remove;
 pub use complete::{after_commit, on_complete, on_upload_complete};
 pub use remove::remove;
 
+use std::sync::Arc;
+
 use hyper::body::Incoming;
+use uuid::Uuid;
 
 use crate::app::App;
 use crate::asset::AssetInfo;
@@ -27,10 +30,12 @@ use crate::auth::Caller;
 use crate::digest::Algorithm;
 use crate::limits::{self, Creation, Refusal, UploadLimits};
 use crate::lock::UploadLock;
+use crate::ports::StoreError;
 use crate::ports::bytes::ByteStore;
+use crate::ports::meta::MetaStore;
 use crate::record::{Concat, Offset, UploadRecord};
-use crate::store::StoreError;
 use crate::uploads::append::{AppendPlan, BodyEnd, Staged, stage};
+use crate::usage::Usage;
 
 /// What a protocol asks for when it creates an upload.
 #[derive(Debug, Default)]
@@ -92,7 +97,7 @@ impl From<Refusal> for UploadError {
 /// record is durable with the next flush, which every caller makes before it
 /// answers (after the first chunk, if the request carries one). It counts as
 /// in flight until `lifecycle::on_complete`.
-pub fn create(app: &App, caller: &Caller, new: NewUpload) -> Result<UploadRecord, UploadError> {
+pub async fn create(app: &App, caller: &Caller, new: NewUpload<'_>) -> Result<UploadRecord, UploadError> {
     let creation = Creation {
         length: new.length,
         declared_type: new.declared_type,
@@ -102,7 +107,7 @@ pub fn create(app: &App, caller: &Caller, new: NewUpload) -> Result<UploadRecord
     let admitted = limits::admit(app, caller, &creation)?;
     // Last, so a creation refused by anything else costs the token no use.
     if let Some((token_id, max)) = &admitted.token_use
-        && !app.store.take_token_use(token_id, *max)?
+        && !app.meta.take_token_use(token_id, *max).await?
     {
         return Err(limits::uploads_used_up(*max).into());
     }
@@ -117,7 +122,7 @@ pub fn create(app: &App, caller: &Caller, new: NewUpload) -> Result<UploadRecord
     rec.token_id = admitted.token_id;
     rec.awaiting_completion = new.awaiting_completion;
     rec.url_ttl_secs = new.url_ttl_secs;
-    app.store.insert_new(&rec)?;
+    app.meta.insert_new(&rec).await?;
     app.usage.created(rec.project_id, rec.asset.is_some(), true);
     app.events.emit(crate::events::Kind::Created, &rec);
     Ok(rec)
@@ -138,34 +143,69 @@ pub async fn verified(app: &App, rec: UploadRecord) -> Result<UploadRecord, Stor
     }
     tracing::warn!(upload = %rec.id, offset = rec.offset.0, stored, "upload bytes missing; winding back");
     let before = rec.share();
-    let (store, bytes) = (app.store.clone(), app.bytes.clone());
-    let rec = tokio::task::spawn_blocking(move || -> Result<UploadRecord, StoreError> {
-        let mut rec = rec;
-        if wind_back(&bytes, &mut rec)? {
-            store.put(&rec)?;
-        }
-        Ok(rec)
-    })
-    .await
-    .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))??;
-    app.store.flush().await?;
+    let (rec, moved) = wind_back_async(&app.bytes, rec).await?;
+    if moved {
+        app.meta.put(&rec).await?;
+    }
+    app.meta.flush().await?;
     app.usage.moved(rec.project_id, before, rec.share());
     Ok(rec)
 }
 
-/// Start-up's check of an unfinished upload at `offset` (from the index):
-/// its record, wound back, if its stored bytes are fewer. Blocking.
-pub fn check_stored(
-    store: &crate::store::Store,
-    bytes: &ByteStore,
-    id: uuid::Uuid,
-    offset: Offset,
-) -> Result<Option<UploadRecord>, StoreError> {
-    if offset.0 == 0 || bytes.len_blocking(id)? >= offset.0 {
-        return Ok(None);
+/// Start-up: the unfinished uploads the metadata names are checked against
+/// their bytes (one `stat` each, on one blocking thread), those with fewer
+/// stored bytes than their offset wound back, and the usage loaded. Returns
+/// the complete uploads whose processing never started.
+pub async fn resume(
+    meta: &MetaStore,
+    bytes: &Arc<ByteStore>,
+    usage: &Usage,
+) -> Result<Vec<Uuid>, StoreError> {
+    let mut found = meta.resume().await?;
+    let with_bytes = std::mem::take(&mut found.with_bytes);
+    let short = {
+        let bytes = bytes.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<Vec<Uuid>> {
+            let mut short = Vec::new();
+            for (id, offset) in with_bytes {
+                if bytes.len_blocking(id)? < offset.0 {
+                    short.push(id);
+                }
+            }
+            Ok(short)
+        })
+        .await
+        .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))??
+    };
+    let mut wound = 0;
+    for id in short {
+        let Some(rec) = meta.get(id).await? else { continue };
+        let offset = rec.offset.0;
+        let (rec, moved) = wind_back_async(bytes, rec).await?;
+        if moved {
+            meta.put(&rec).await?;
+            wound += 1;
+            let figures = found.usage.entry(rec.project_id).or_default();
+            figures.bytes_stored = figures.bytes_stored.saturating_sub(offset - rec.offset.0);
+        }
     }
-    let Some(mut rec) = store.get(id)? else { return Ok(None) };
-    Ok(wind_back(bytes, &mut rec)?.then_some(rec))
+    if wound > 0 {
+        meta.flush().await?;
+        tracing::warn!(uploads = wound, "wound back uploads whose files were shorter than their offsets");
+    }
+    usage.load(found.usage);
+    Ok(found.not_started)
+}
+
+/// `wind_back` on a blocking thread; the record and whether it moved.
+async fn wind_back_async(
+    bytes: &Arc<ByteStore>,
+    mut rec: UploadRecord,
+) -> Result<(UploadRecord, bool), StoreError> {
+    let bytes = bytes.clone();
+    tokio::task::spawn_blocking(move || wind_back(&bytes, &mut rec).map(|moved| (rec, moved)))
+        .await
+        .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?
 }
 
 /// If an unfinished upload's stored bytes are fewer than its offset (a disk
@@ -252,7 +292,7 @@ pub async fn stream(
         budget: app.usage.budget(rec.project_id, limits.quota),
         sniff: crate::uploads::process::sniff_gate(app, &rec, &limits).await?,
     };
-    let mut staged = stage(app.store.clone(), app.bytes.clone(), rec, body, plan, lock.cancelled()).await?;
+    let mut staged = stage(app.meta.clone(), app.bytes.clone(), rec, body, plan, lock.cancelled()).await?;
     if staged.end == BodyEnd::TypeRefused {
         let prefix = staged.sniffed_prefix.take().unwrap_or_default();
         let rec = staged.discard().await?;

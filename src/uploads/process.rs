@@ -8,8 +8,8 @@ use crate::app::App;
 use crate::asset::probe::{self, ProbeError};
 use crate::asset::{AssetState, SNIFF_BYTES, Sniffed, sniff};
 use crate::limits::Effective;
+use crate::ports::StoreError;
 use crate::record::{Offset, Timestamp, UploadRecord};
-use crate::store::StoreError;
 use crate::uploads::append::SniffGate;
 
 /// The upload's first `len` bytes (fewer than the sniff window).
@@ -74,8 +74,8 @@ pub async fn refuse(
     rec.offset = Offset(0);
     rec.sha256 = Default::default();
     rec.updated_at = Timestamp::now();
-    app.store.put(&rec)?;
-    app.store.flush().await?;
+    app.meta.put(&rec).await?;
+    app.meta.flush().await?;
     app.bytes.delete(rec.id).await?;
     app.usage.moved(rec.project_id, before, rec.share());
     tracing::info!(upload = %rec.id, reason = %why, "upload refused");
@@ -95,7 +95,7 @@ pub async fn check_type(
     match sniffed {
         Some(s) if rec.refused.is_none() && !limits.limits.allows(s.kind) => {
             let why = refuse(app, rec.clone(), s, limits).await?;
-            if let Some(r) = app.store.get(rec.id)? {
+            if let Some(r) = app.meta.get(rec.id).await? {
                 *rec = r;
             }
             Ok(Some(why))
@@ -116,14 +116,14 @@ pub async fn sniff_if_due(app: &App, rec: &mut UploadRecord) -> Result<(), Store
     if let Some(asset) = rec.asset.as_mut() {
         asset.sniffed = Some(sniff::sniff(&prefix));
     }
-    app.store.put(rec)?;
+    app.meta.put(rec).await?;
     Ok(())
 }
 
 /// The upload just completed: move the asset to `processing` and measure it
 /// in the background. The caller holds the upload's lock.
 pub async fn start(app: &Arc<App>, rec: &UploadRecord) -> Result<(), StoreError> {
-    let Some(mut rec) = app.store.get(rec.id)? else { return Ok(()) };
+    let Some(mut rec) = app.meta.get(rec.id).await? else { return Ok(()) };
     if rec.asset.as_ref().is_none_or(|a| a.state != AssetState::PendingUpload) {
         return Ok(());
     }
@@ -134,8 +134,8 @@ pub async fn start(app: &Arc<App>, rec: &UploadRecord) -> Result<(), StoreError>
     if let Some(asset) = rec.asset.as_mut()
         && asset.transition(AssetState::Processing).is_ok()
     {
-        app.store.put(&rec)?;
-        app.store.flush().await?;
+        app.meta.put(&rec).await?;
+        app.meta.flush().await?;
         app.events.emit(crate::events::Kind::Processing, &rec);
         tokio::spawn(run(app.clone(), rec.id));
     }
@@ -146,7 +146,7 @@ pub async fn start(app: &Arc<App>, rec: &UploadRecord) -> Result<(), StoreError>
 async fn run(app: Arc<App>, id: Uuid) {
     // Probing reads whole files; a few at a time keeps the disk for uploads.
     let _permit = app.probe_slots.acquire().await.expect("semaphore never closes");
-    let Ok(Some(rec)) = app.store.get(id) else { return };
+    let Ok(Some(rec)) = app.meta.get(id).await else { return };
     let Some(sniffed) = rec.asset.as_ref().and_then(|a| a.sniffed.clone()) else { return };
 
     let limits = crate::limits::for_upload(&app, &rec);
@@ -184,7 +184,7 @@ async fn run(app: Arc<App>, id: Uuid) {
 
     let result = async {
         let _lock = app.locks.lock(id).await.map_err(|_| StoreError::Corrupt("lock timeout".into()))?;
-        let Some(mut rec) = app.store.get(id)? else { return Ok(()) }; // deleted meanwhile
+        let Some(mut rec) = app.meta.get(id).await? else { return Ok(()) }; // deleted meanwhile
         let Some(asset) = rec.asset.as_mut() else { return Ok(()) };
         if asset.state != AssetState::Processing {
             return Ok(());
@@ -213,8 +213,8 @@ async fn run(app: Arc<App>, id: Uuid) {
                 let _ = asset.fail(e.code, e.message.clone());
             }
         }
-        app.store.put(&rec)?;
-        app.store.flush().await?;
+        app.meta.put(&rec).await?;
+        app.meta.flush().await?;
         let kind = if outcome.is_ok() && too_long.is_none() {
             crate::events::Kind::Ready
         } else {
@@ -231,13 +231,10 @@ async fn run(app: Arc<App>, id: Uuid) {
 
 /// At start-up: finish what a restart interrupted.
 ///
-/// `not_started`: complete uploads still `pending_upload` (`Store::resume`).
+/// `not_started`: complete uploads still `pending_upload` (`uploads::resume`).
 pub async fn resume_all(app: &Arc<App>, not_started: Vec<Uuid>) {
-    let store = app.store.clone();
-    let todo = tokio::task::spawn_blocking(move || store.processing()).await;
-    let processing = match todo {
-        Ok(Ok(todo)) => todo,
-        Ok(Err(e)) => return tracing::error!(error = %e, "could not read what processing must resume"),
+    let processing = match app.meta.processing().await {
+        Ok(todo) => todo,
         Err(e) => return tracing::error!(error = %e, "could not read what processing must resume"),
     };
     let todo =
@@ -246,7 +243,7 @@ pub async fn resume_all(app: &Arc<App>, not_started: Vec<Uuid>) {
         if processing {
             tokio::spawn(run(app.clone(), id));
         } else if let Ok(lock) = app.locks.lock(id).await
-            && let Ok(Some(rec)) = app.store.get(id)
+            && let Ok(Some(rec)) = app.meta.get(id).await
         {
             if let Err(e) = start(app, &rec).await {
                 tracing::error!(asset = %id, error = %e, "could not resume processing");

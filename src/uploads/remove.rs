@@ -4,16 +4,16 @@
 use uuid::Uuid;
 
 use crate::app::App;
+use crate::ports::StoreError;
 use crate::record::GoneReason;
-use crate::store::StoreError;
 use crate::usage::Share;
 
 /// Removes an upload and its asset (termination, DELETE /v1/assets, the draft's
 /// cancellation): bytes gone, URL answering 410, subscribers told. The caller
 /// holds the upload's lock and has checked who may do this.
 pub async fn remove(app: &App, id: Uuid, reason: GoneReason) -> Result<(), StoreError> {
-    let removed = app.store.remove(id, reason)?;
-    app.store.flush().await?;
+    let removed = app.meta.remove(id, reason).await?;
+    app.meta.flush().await?;
     app.bytes.delete(id).await?;
     if let Some(rec) = &removed {
         app.usage.moved(rec.project_id, rec.share(), Share::default());

@@ -1,5 +1,6 @@
-//! Upload state in sled (the metadata); the bytes are the byte store's
-//! (`crate::ports::bytes`).
+//! The metadata port's embedded backend: upload records, tombstones and
+//! indexes in sled (`ports::meta` dispatches here; the bytes are another
+//! port's).
 //!
 //! The two are kept consistent by one rule: bytes are written and made
 //! durable *before* the offset that counts them is stored. A crash can
@@ -30,46 +31,46 @@ use placement::{
 use crate::record::{Concat, GoneReason, Offset, Owner, Timestamp, Tombstone, UploadRecord, UploadStatus};
 
 #[derive(Debug)]
-pub enum StoreError {
+pub enum SledError {
     Db(sled::Error),
     Io(io::Error),
     Corrupt(String),
 }
 
-impl std::fmt::Display for StoreError {
+impl std::fmt::Display for SledError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            StoreError::Db(e) => write!(f, "metadata database: {e}"),
-            StoreError::Io(e) => write!(f, "file storage: {e}"),
-            StoreError::Corrupt(e) => write!(f, "corrupt record: {e}"),
+            SledError::Db(e) => write!(f, "metadata database: {e}"),
+            SledError::Io(e) => write!(f, "file storage: {e}"),
+            SledError::Corrupt(e) => write!(f, "corrupt record: {e}"),
         }
     }
 }
 
-impl std::error::Error for StoreError {}
+impl std::error::Error for SledError {}
 
-impl From<sled::Error> for StoreError {
+impl From<sled::Error> for SledError {
     fn from(e: sled::Error) -> Self {
-        StoreError::Db(e)
+        SledError::Db(e)
     }
 }
 
-impl From<TransactionError<StoreError>> for StoreError {
-    fn from(e: TransactionError<StoreError>) -> Self {
+impl From<TransactionError<SledError>> for SledError {
+    fn from(e: TransactionError<SledError>) -> Self {
         match e {
             TransactionError::Abort(e) => e,
-            TransactionError::Storage(e) => StoreError::Db(e),
+            TransactionError::Storage(e) => SledError::Db(e),
         }
     }
 }
 
-impl From<io::Error> for StoreError {
+impl From<io::Error> for SledError {
     fn from(e: io::Error) -> Self {
-        StoreError::Io(e)
+        SledError::Io(e)
     }
 }
 
-pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+pub type Result<T, E = SledError> = std::result::Result<T, E>;
 
 /// Most index entries one list request reads without finding a match
 /// (entries whose record moved on: left by a crash, skipped).
@@ -78,7 +79,7 @@ pub const LIST_SCAN: usize = 2000;
 /// ~40 KiB with the largest metadata allowed).
 pub const LIST_PAGE_BYTES: usize = 1 << 20;
 
-pub struct Store {
+pub struct SledMeta {
     db: sled::Db,
     flusher: flusher::Flusher,
     uploads: sled::Tree,
@@ -130,7 +131,7 @@ fn lock_data_dir(data_dir: &Path) -> Result<fs::File> {
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         let e = io::Error::last_os_error();
         if e.kind() == io::ErrorKind::WouldBlock {
-            return Err(StoreError::Io(io::Error::new(
+            return Err(SledError::Io(io::Error::new(
                 e.kind(),
                 format!(
                     "{} is in use by another process (is another tusk serving this data directory?)",
@@ -143,8 +144,8 @@ fn lock_data_dir(data_dir: &Path) -> Result<fs::File> {
     Ok(file)
 }
 
-impl Store {
-    pub fn open(data_dir: &Path) -> Result<Store> {
+impl SledMeta {
+    pub fn open(data_dir: &Path) -> Result<SledMeta> {
         fs::create_dir_all(data_dir)?;
         // A directory made before (or by hand, or under another umask) is
         // closed to other local users too.
@@ -165,7 +166,7 @@ impl Store {
             // thread (4 MiB: 38 MiB, same POST/s, HEAD/s and PATCH speed).
             .cache_capacity(4 << 20)
             .open()?;
-        let store = Store {
+        let store = SledMeta {
             flusher: flusher::Flusher::start(db.clone()),
             uploads: db.open_tree("uploads")?,
             gone: db.open_tree("gone")?,
@@ -196,7 +197,7 @@ impl Store {
         match version {
             Some(SCHEMA) => return Ok(()),
             Some(v) if v > SCHEMA => {
-                return Err(StoreError::Corrupt(format!(
+                return Err(SledError::Corrupt(format!(
                     "this data directory was written by a newer tusk (layout {v}; this one knows up to {SCHEMA})"
                 )));
             }
@@ -235,7 +236,7 @@ impl Store {
     }
 }
 
-impl Store {
+impl SledMeta {
     pub fn db(&self) -> &sled::Db {
         &self.db
     }
@@ -250,7 +251,7 @@ impl Store {
     /// What HEAD needs of an upload, decoded without the rest of its record.
     pub fn status(&self, id: Uuid) -> Result<Option<UploadStatus>> {
         match self.uploads.get(id.as_bytes())? {
-            Some(v) => Ok(Some(serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(e.to_string()))?)),
+            Some(v) => Ok(Some(serde_json::from_slice(&v).map_err(|e| SledError::Corrupt(e.to_string()))?)),
             None => Ok(None),
         }
     }
@@ -260,7 +261,7 @@ impl Store {
     pub fn owner(&self, id: Uuid) -> Result<Option<Owner>> {
         match self.uploads.get(id.as_bytes())? {
             Some(v) => {
-                Ok(Some(serde_json::from_slice::<Owner>(&v).map_err(|e| StoreError::Corrupt(e.to_string()))?))
+                Ok(Some(serde_json::from_slice::<Owner>(&v).map_err(|e| SledError::Corrupt(e.to_string()))?))
             }
             None => Ok(None),
         }
@@ -295,7 +296,7 @@ impl Store {
     /// processed) moves its index key and its project's settled usage in one
     /// transaction with it.
     pub fn put(&self, rec: &UploadRecord) -> Result<()> {
-        let bytes = serde_json::to_vec(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let bytes = serde_json::to_vec(rec).map_err(|e| SledError::Corrupt(e.to_string()))?;
         let new = rec.placement();
         let old = match self.uploads.get(rec.id.as_bytes())? {
             Some(v) => Some(placement_of(&v)?),
@@ -342,7 +343,7 @@ impl Store {
             // Created complete (an empty upload): its usage moves too.
             return self.put(rec);
         }
-        let bytes = serde_json::to_vec(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let bytes = serde_json::to_vec(rec).map_err(|e| SledError::Corrupt(e.to_string()))?;
         if let Some(k) = index::key(&new, rec.project_id, rec.id) {
             self.by_state.insert(k, index::value(&new))?;
         }
@@ -408,18 +409,37 @@ impl Store {
         ids
     }
 
+    /// Takes the queued ids due at `now` and returns those whose records
+    /// say they expired: a finished or removed one is dropped, one touched
+    /// since is filed again under its last change (start-up files uploads
+    /// under their creation).
+    pub fn take_expired(&self, now: Timestamp, expire_after: std::time::Duration) -> Result<Vec<Uuid>> {
+        let cutoff = Timestamp(now.0.saturating_sub(expire_after.as_millis() as u64));
+        let mut due = Vec::new();
+        for id in self.take_touched_before(cutoff) {
+            self.forget_unrecorded(id)?;
+            let Some(rec) = self.get(id)? else { continue };
+            match rec.expires_at(expire_after) {
+                Some(at) if at <= now => due.push(id),
+                Some(_) => self.touch(rec.updated_at, id),
+                None => {}
+            }
+        }
+        Ok(due)
+    }
+
     /// Makes every earlier `put` durable. Concurrent callers share flushes.
     pub async fn flush(&self) -> Result<()> {
-        self.flusher.flush().await.map_err(|e| StoreError::Io(io::Error::other(e)))
+        self.flusher.flush().await.map_err(|e| SledError::Io(io::Error::other(e)))
     }
 
     pub fn flush_blocking(&self) -> Result<()> {
-        self.flusher.flush_blocking().map_err(|e| StoreError::Io(io::Error::other(e)))
+        self.flusher.flush_blocking().map_err(|e| SledError::Io(io::Error::other(e)))
     }
 
     pub fn tombstone(&self, id: Uuid) -> Result<Option<Tombstone>> {
         match self.gone.get(id.as_bytes())? {
-            Some(v) => Ok(Some(serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(e.to_string()))?)),
+            Some(v) => Ok(Some(serde_json::from_slice(&v).map_err(|e| SledError::Corrupt(e.to_string()))?)),
             None => Ok(None),
         }
     }
@@ -570,7 +590,7 @@ impl Store {
         let mut out = Vec::new();
         for item in self.finals_by_part.scan_prefix(part.as_bytes()) {
             let (k, _) = item?;
-            out.push(Uuid::from_slice(&k[16..]).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+            out.push(Uuid::from_slice(&k[16..]).map_err(|e| SledError::Corrupt(e.to_string()))?);
         }
         Ok(out)
     }
@@ -643,16 +663,10 @@ impl Store {
 
     /// Start-up, from the index alone (no record is read): every unfinished
     /// upload is filed for expiry under its creation time (the sweeper reads
-    /// it when that is due and files it again under its last change),
-    /// `check` may correct one (the upload service winds back an upload
-    /// whose stored bytes are fewer than its offset: given the id and the
-    /// offset, it returns the corrected record to store), and each project's
-    /// usage is counted. Returns how many were corrected, the usage, and the
-    /// complete uploads whose processing never started.
-    pub fn resume(
-        &self,
-        mut check: impl FnMut(Uuid, Offset) -> Result<Option<UploadRecord>>,
-    ) -> Result<Resumed> {
+    /// it when that is due and files it again under its last change), those
+    /// with bytes are returned for the upload service to check against the
+    /// byte store, and each project's usage is counted.
+    pub fn resume(&self) -> Result<Resumed> {
         let mut resumed = Resumed { usage: self.settled_totals()?, ..Resumed::default() };
         self.in_flight(|key, id, project, asset, e| {
             if e.offset.0 == 0 && !e.complete {
@@ -674,21 +688,14 @@ impl Store {
                 Share { bytes: e.offset.0, asset, in_flight: false }
             } else {
                 self.touch(Timestamp(id.get_timestamp().map_or(0, |t| t.to_unix().0 * 1000)), id);
-                match check(id, e.offset)? {
-                    Some(rec) => {
-                        self.put(&rec)?;
-                        resumed.wound_back += 1;
-                        rec.share()
-                    }
-                    None => Share { bytes: e.offset.0, asset, in_flight: true },
+                if e.offset.0 > 0 {
+                    resumed.with_bytes.push((id, e.offset));
                 }
+                Share { bytes: e.offset.0, asset, in_flight: true }
             };
             add_share(&mut resumed.usage, project, share);
             Ok(())
         })?;
-        if resumed.wound_back > 0 {
-            self.flush_blocking()?;
-        }
         Ok(resumed)
     }
 
@@ -711,14 +718,14 @@ impl Store {
     }
 }
 
-/// What `Store::resume` found.
+/// What `SledMeta::resume` found.
 #[derive(Debug, Default)]
 pub struct Resumed {
-    /// Uploads wound back to their stored bytes.
-    pub wound_back: usize,
     pub usage: HashMap<Uuid, UsageFigures>,
     /// Complete uploads still `pending_upload`: their processing must start.
     pub not_started: Vec<Uuid>,
+    /// Unfinished uploads with bytes, at their stored offsets.
+    pub with_bytes: Vec<(Uuid, Offset)>,
 }
 
 fn index_key(project: Uuid, id: Uuid) -> [u8; 32] {
@@ -729,16 +736,16 @@ fn index_key(project: Uuid, id: Uuid) -> [u8; 32] {
 }
 
 fn decode(v: &[u8]) -> Result<UploadRecord> {
-    serde_json::from_slice(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+    serde_json::from_slice(v).map_err(|e| SledError::Corrupt(e.to_string()))
 }
 
 fn placement_of(v: &[u8]) -> Result<Placement> {
     serde_json::from_slice::<PlacementView>(v)
         .map(|p| p.placement())
-        .map_err(|e| StoreError::Corrupt(e.to_string()))
+        .map_err(|e| SledError::Corrupt(e.to_string()))
 }
 
-/// The layout version `Store::migrate` brings a data directory to.
+/// The layout version `SledMeta::migrate` brings a data directory to.
 const SCHEMA: u32 = 4;
 
 fn encode_settled(bytes: u64, assets: u64) -> [u8; 16] {
@@ -762,7 +769,7 @@ fn settle(
     id: Uuid,
     before: Share,
     after: Share,
-) -> std::result::Result<(), ConflictableTransactionError<StoreError>> {
+) -> std::result::Result<(), ConflictableTransactionError<SledError>> {
     if before.bytes == after.bytes && before.asset == after.asset {
         return Ok(());
     }

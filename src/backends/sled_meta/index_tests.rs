@@ -55,7 +55,7 @@ fn step(rng: &mut Rng, rec: &mut UploadRecord) {
     }
 }
 
-fn brute_usage(store: &Store) -> HashMap<Uuid, UsageFigures> {
+fn brute_usage(store: &SledMeta) -> HashMap<Uuid, UsageFigures> {
     let mut totals: HashMap<Uuid, UsageFigures> = HashMap::new();
     for rec in store.records() {
         let rec = rec.unwrap();
@@ -75,7 +75,12 @@ fn without_zeros(mut m: HashMap<Uuid, UsageFigures>) -> HashMap<Uuid, UsageFigur
 }
 
 /// Every page of a filtered list, followed through its cursors.
-fn list_all(store: &Store, project: Uuid, state: Option<AssetState>, kind: Option<AssetType>) -> Vec<Uuid> {
+fn list_all(
+    store: &SledMeta,
+    project: Uuid,
+    state: Option<AssetState>,
+    kind: Option<AssetType>,
+) -> Vec<Uuid> {
     let (mut out, mut cursor) = (Vec::new(), None);
     loop {
         let (page, next) = store.list_assets(project, cursor, 7, state, kind).unwrap();
@@ -87,7 +92,12 @@ fn list_all(store: &Store, project: Uuid, state: Option<AssetState>, kind: Optio
     }
 }
 
-fn brute_list(store: &Store, project: Uuid, state: Option<AssetState>, kind: Option<AssetType>) -> Vec<Uuid> {
+fn brute_list(
+    store: &SledMeta,
+    project: Uuid,
+    state: Option<AssetState>,
+    kind: Option<AssetType>,
+) -> Vec<Uuid> {
     let mut ids: Vec<Uuid> = store
         .records()
         .map(Result::unwrap)
@@ -104,7 +114,7 @@ fn brute_list(store: &Store, project: Uuid, state: Option<AssetState>, kind: Opt
     ids
 }
 
-fn check(store: &Store, projects: &[Uuid]) {
+fn check(store: &SledMeta, projects: &[Uuid]) {
     assert_eq!(without_zeros(store.usage_totals().unwrap()), brute_usage(store), "usage");
     for &p in projects {
         let states = AssetState::ALL.map(Some).into_iter().chain([None]);
@@ -120,7 +130,7 @@ fn check(store: &Store, projects: &[Uuid]) {
         }
     }
     let processing = store.processing().unwrap();
-    let resumed = store.resume(|_, _| Ok(None)).unwrap();
+    let resumed = store.resume().unwrap();
     assert_eq!(without_zeros(resumed.usage), brute_usage(store), "usage at start-up");
     let not_started = resumed.not_started;
     for rec in store.records().map(Result::unwrap) {
@@ -134,7 +144,7 @@ fn check(store: &Store, projects: &[Uuid]) {
 #[test]
 fn lists_usage_and_queues_agree_with_every_record() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = SledMeta::open(dir.path()).unwrap();
     let projects = [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut live: Vec<UploadRecord> = Vec::new();
@@ -176,7 +186,7 @@ fn lists_usage_and_queues_agree_with_every_record() {
     store.info.clear().unwrap();
     store.flush_blocking().unwrap();
     drop(store);
-    let store = Store::open(dir.path()).unwrap();
+    let store = SledMeta::open(dir.path()).unwrap();
     check(&store, &projects);
     let again: Vec<_> = projects.iter().map(|p| brute_list(&store, *p, None, None)).collect();
     assert_eq!(again, expected);
@@ -185,7 +195,7 @@ fn lists_usage_and_queues_agree_with_every_record() {
 #[test]
 fn a_key_left_without_its_record_is_skipped_and_removed_once_due() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = SledMeta::open(dir.path()).unwrap();
     let project = Uuid::now_v7();
     let mut rec = UploadRecord::new(Uuid::now_v7(), project, Some(10), None, Concat::None);
     rec.asset = Some(AssetInfo::new(None, None, Default::default()));
@@ -197,7 +207,7 @@ fn a_key_left_without_its_record_is_skipped_and_removed_once_due() {
     let (page, next) = store.list_assets(project, None, 10, None, None).unwrap();
     assert_eq!(page.iter().map(|r| r.id).collect::<Vec<_>>(), vec![rec.id]);
     assert_eq!(next, None);
-    store.resume(|_, _| Ok(None)).unwrap();
+    store.resume().unwrap();
     // The sweeper takes both (filed under their creation times) and finds
     // no record for the ghost.
     let due = store.take_touched_before(Timestamp(u64::MAX / 2));
@@ -213,10 +223,10 @@ fn a_key_left_without_its_record_is_skipped_and_removed_once_due() {
 #[test]
 fn a_newer_layout_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = SledMeta::open(dir.path()).unwrap();
     store.info.insert(b"schema", &(SCHEMA + 1).to_be_bytes()).unwrap();
     store.flush_blocking().unwrap();
     drop(store);
-    let err = Store::open(dir.path()).err().expect("refused").to_string();
+    let err = SledMeta::open(dir.path()).err().expect("refused").to_string();
     assert!(err.contains("newer tusk"), "{err}");
 }

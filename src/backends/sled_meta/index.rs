@@ -12,7 +12,7 @@
 //!   `processing` are each one contiguous range across all projects.
 //!
 //! A key is moved in the same sled transaction as the record it indexes
-//! (`Store::put`). Two writes go without one: a creation writes its key just
+//! (`SledMeta::put`). Two writes go without one: a creation writes its key just
 //! before its record (a crash between leaves a key without a record, which
 //! readers skip, since every key read is checked against its record, and
 //! the sweeper removes), and an append writes its in-flight entry's new

@@ -9,7 +9,7 @@ use crate::record::{Concat, Offset, UploadRecord, complete};
 use crate::usage::Share;
 
 /// Where a record sits in the metadata indexes and what it has settled into
-/// its project's usage; `Store::put` moves both when this changes, in one
+/// its project's usage; `SledMeta::put` moves both when this changes, in one
 /// transaction with the record. Computed alike from a whole record and from
 /// the few fields [`PlacementView`] decodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
