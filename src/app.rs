@@ -10,8 +10,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{self, AuthError, Caller, Credential, Grant, Keys};
 use crate::config::Config;
-use crate::lock::Locker;
 use crate::ports::bytes::ByteStore;
+use crate::ports::events::EventBus;
+use crate::ports::locks::Locks;
 use crate::ports::meta::MetaStore;
 use crate::projects::Projects;
 use crate::signing::Signer;
@@ -25,11 +26,12 @@ pub struct App {
     pub meta: MetaStore,
     /// Upload bytes.
     pub bytes: Arc<ByteStore>,
-    pub locks: Locker,
+    /// One writer per upload.
+    pub locks: Locks,
     pub keys: Arc<Keys>,
     pub signer: Signer,
     /// Asset changes for `/v1/events`.
-    pub events: Arc<crate::events::Events>,
+    pub events: EventBus,
     /// Media probes running at once.
     pub probe_slots: Semaphore,
     /// Cancelled when the server begins to shut down.
@@ -45,6 +47,8 @@ pub struct App {
 pub struct Parts {
     pub meta: MetaStore,
     pub bytes: Arc<ByteStore>,
+    pub locks: Locks,
+    pub events: EventBus,
     pub keys: Arc<Keys>,
     pub tokens: Arc<Tokens>,
     pub projects: Arc<Projects>,
@@ -54,8 +58,7 @@ pub struct Parts {
 
 impl App {
     pub fn new(cfg: Config, parts: Parts, shutdown: CancellationToken) -> Arc<App> {
-        let locks = Locker::new(cfg.lock_timeout, shutdown.clone());
-        let Parts { meta, bytes, keys, tokens, projects, usage, signer } = parts;
+        let Parts { meta, bytes, locks, events, keys, tokens, projects, usage, signer } = parts;
         Arc::new(App {
             cfg,
             meta,
@@ -66,7 +69,7 @@ impl App {
             projects,
             usage,
             signer,
-            events: Arc::new(crate::events::Events::new()),
+            events,
             probe_slots: Semaphore::new(2),
             shutdown,
         })

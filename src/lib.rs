@@ -1,13 +1,13 @@
 //! tusk: a resumable-upload server (tus 1.0.0 and the IETF resumable upload
 //! draft) that also tells you what you received.
 //!
-//! Layout: `tus` (protocol), `store` (sled metadata + byte files; `store::append`
-//! is where bodies become bytes), `lock` (one writer per upload), `expiry`
-//! (sweeper), `server` + `app` (plumbing and routing), `uploads` (the upload
-//! service every protocol creates and appends through). Who may do what:
-//! `auth` (API keys), `tokens` (upload tokens), `upload_url` (signed upload
-//! URLs), `limits` (size, type, duration and quota checks), `projects`
-//! (per-project policy) and `usage` (what each project stores).
+//! Layout, top to bottom, with no import circles (`tests/layout.rs`): protocols and the
+//! API (`tus`, `ietf`, `protocol`, `api`, `web`) and the router (`server`);
+//! the upload service (`uploads`) every protocol creates and appends
+//! through; shared state and policy (`app`, `auth`, `tokens`, `upload_url`,
+//! `limits`, `projects`, `usage`); the storage ports (`ports`: metadata,
+//! bytes, locks, events) and their implementations (`backends`), chosen in
+//! `server::run`; domain types (`record`, `asset`, `events`, `time`).
 
 // Error values carry headers for the answer they become; they are built on
 // the unhappy path only, so their size does not matter.
@@ -26,7 +26,6 @@ pub mod events;
 pub mod http;
 pub mod ietf;
 pub mod limits;
-pub mod lock;
 pub mod ports;
 pub mod projects;
 pub mod protocol;

@@ -32,7 +32,10 @@ fn expires_and_is_swept() {
     // Swept after ~2 s (plus one sweeper period).
     let gone = poll(Duration::from_secs(6), || (s.head(&path).status == 410).then_some(()));
     assert!(gone.is_some(), "not swept: {:?}", s.head(&path));
-    assert!(!file.exists(), "data file removed");
+    // The tombstone answers as soon as it is written; the file goes once
+    // the removal is durable (a flush later).
+    let removed = poll(Duration::from_secs(2), || (!file.exists()).then_some(()));
+    assert!(removed.is_some(), "data file removed");
     assert!(s.upload_file(&path).is_none());
     assert_eq!(s.patch(&path, 10, b"x", &[]).status, 410);
     assert_eq!(s.get(&path).status, 410);

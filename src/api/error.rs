@@ -101,13 +101,13 @@ impl From<crate::uploads::UploadError> for ApiError {
             crate::uploads::UploadError::StorageFull(m) => {
                 ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "storage_full", m)
             }
-            crate::uploads::UploadError::Busy => crate::lock::LockTimeout.into(),
+            crate::uploads::UploadError::Busy => crate::ports::locks::LockTimeout.into(),
         }
     }
 }
 
-impl From<crate::lock::LockTimeout> for ApiError {
-    fn from(_: crate::lock::LockTimeout) -> Self {
+impl From<crate::ports::locks::LockTimeout> for ApiError {
+    fn from(_: crate::ports::locks::LockTimeout) -> Self {
         ApiError::new(
             StatusCode::CONFLICT,
             "busy",

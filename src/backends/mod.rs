@@ -1,4 +1,6 @@
 //! Implementations of the storage ports. They know nothing above the ports.
 
 pub mod files;
+pub mod local_events;
+pub mod local_locks;
 pub mod sled_meta;

@@ -383,7 +383,7 @@ async fn write(
     h: &HeaderMap,
     complete: bool,
     digest: Option<(Algorithm, Vec<u8>)>,
-    lock: &crate::lock::UploadLock,
+    lock: &crate::ports::locks::UploadLock,
 ) -> Result<UploadRecord, Problem> {
     let start = rec.offset.0;
     let (room, limits) = crate::uploads::room(app, &rec);

@@ -6,6 +6,8 @@
 //! start, in `server::run`.
 
 pub mod bytes;
+pub mod events;
+pub mod locks;
 pub mod meta;
 
 #[cfg(test)]

@@ -25,9 +25,13 @@ use tokio_util::sync::CancellationToken;
 use crate::app::{App, Parts};
 use crate::auth::Keys;
 use crate::backends::files::Files;
+use crate::backends::local_events::LocalEvents;
+use crate::backends::local_locks::LocalLocks;
 use crate::backends::sled_meta::SledMeta;
 use crate::config::{Config, CorsOrigins};
 use crate::ports::bytes::ByteStore;
+use crate::ports::events::EventBus;
+use crate::ports::locks::Locks;
 use crate::ports::meta::MetaStore;
 use crate::projects::Projects;
 use crate::server::clients::ClientLimit;
@@ -100,9 +104,14 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> io::Result<()> {
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", cfg.listen)))?;
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
+    // Locks and events live in this process: one node per data directory.
+    let locks = Locks::Local(LocalLocks::new(cfg.lock_timeout, shutdown.clone()));
+    let events = EventBus::Local(Arc::new(LocalEvents::new()));
     let parts = Parts {
         meta,
         bytes,
+        locks,
+        events,
         keys: keys.clone(),
         tokens: tokens.clone(),
         projects: projects.clone(),

@@ -4,8 +4,8 @@ use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{HeaderMap, StatusCode};
 
 use crate::http::{Response, empty, full};
-use crate::lock::LockTimeout;
 use crate::ports::StoreError;
+use crate::ports::locks::LockTimeout;
 use crate::record::{GoneReason, Offset};
 
 /// An answer other than success. Bodies are `text/plain` `CODE: message`

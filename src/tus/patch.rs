@@ -15,7 +15,7 @@ use crate::app::App;
 use crate::auth::Caller;
 use crate::digest::ExpectedDigest;
 use crate::http::{Response, empty, set};
-use crate::lock::UploadLock;
+use crate::ports::locks::UploadLock;
 use crate::record::UploadRecord;
 use crate::uploads::append::BodyEnd;
 use crate::uploads::{self, AppendOptions, Appended};

@@ -28,9 +28,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::blocks::{ALIGN, BLOCK_SIZE, Block, Blocks};
 use crate::digest::{Algorithm, ChunkHasher, Sha256Stream};
-use crate::events::Events;
 use crate::ports::StoreError;
 use crate::ports::bytes::{ByteStore, Sink};
+use crate::ports::events::EventBus;
 use crate::ports::meta::MetaStore;
 use crate::record::{Offset, Timestamp, UploadRecord};
 
@@ -55,7 +55,7 @@ pub struct AppendPlan {
     pub verify_before_commit: bool,
     pub read_timeout: Duration,
     /// Told about every checkpoint, so a long body shows progress as it streams.
-    pub progress: Option<Arc<Events>>,
+    pub progress: Option<EventBus>,
     /// Stop (keeping what arrived) when the file system has fewer bytes free (0: never).
     pub min_free_space: u64,
     /// The project's bytes: every byte is counted as it arrives, and the
@@ -315,7 +315,7 @@ struct Appender {
     recorded: u64,
     last_checkpoint: Instant,
     checksum: Option<Algorithm>,
-    progress: Option<Arc<Events>>,
+    progress: Option<EventBus>,
     blocks: Blocks,
     /// The block being filled.
     current: Option<Block>,
@@ -342,7 +342,7 @@ impl Appender {
         bytes: Arc<ByteStore>,
         record: UploadRecord,
         checksum: Option<Algorithm>,
-        progress: Option<Arc<Events>>,
+        progress: Option<EventBus>,
     ) -> Appender {
         let start = record.offset.0;
         Appender {

@@ -35,7 +35,7 @@ pub async fn sweep_once(app: &Arc<App>) -> Result<usize, crate::ports::StoreErro
     for id in candidates {
         // An upload someone is working on right now is not expired yet:
         // filed again, it is looked at in the next pass.
-        let Some(_lock) = app.locks.try_lock(id) else {
+        let Some(_lock) = app.locks.try_lock(id).await else {
             if let Some(rec) = app.meta.get(id).await? {
                 app.meta.expire_later(rec.updated_at, id).await;
             }

@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::bytes::{ByteStore, Sink};
 use crate::blocks::{BLOCK_SIZE, Blocks};
 use crate::digest::{Algorithm, Sha256Stream};
+use crate::ports::bytes::{ByteStore, Sink};
 
 fn stores() -> Vec<(tempfile::TempDir, ByteStore)> {
     let dir = tempfile::tempdir().unwrap();

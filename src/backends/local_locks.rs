@@ -1,4 +1,5 @@
-//! One writer per upload, with lock release requests.
+//! The locker port's in-process backend: one writer per upload on one
+//! node, with lock release requests.
 //!
 //! A client that lost its connection mid-PATCH retries at once with HEAD and
 //! PATCH while the server may still be waiting on the dead connection. Rather
@@ -22,7 +23,7 @@ struct Slot {
     holder: Mutex<Option<CancellationToken>>,
 }
 
-pub struct Locker {
+pub struct LocalLocks {
     slots: Arc<Mutex<HashMap<Uuid, Arc<Slot>>>>,
     wait: Duration,
     /// Parent of every holder's token: cancelled at shutdown.
@@ -34,7 +35,7 @@ pub struct LockTimeout;
 
 /// Held while a request works on an upload. `cancelled` tells the holder that
 /// a newer request (or shutdown) wants the upload.
-pub struct UploadLock {
+pub struct LocalLock {
     id: Uuid,
     slot: Arc<Slot>,
     slots: Arc<Mutex<HashMap<Uuid, Arc<Slot>>>>,
@@ -42,12 +43,12 @@ pub struct UploadLock {
     token: CancellationToken,
 }
 
-impl Locker {
+impl LocalLocks {
     pub fn new(wait: Duration, shutdown: CancellationToken) -> Self {
-        Locker { slots: Arc::default(), wait, shutdown }
+        LocalLocks { slots: Arc::default(), wait, shutdown }
     }
 
-    pub async fn lock(&self, id: Uuid) -> Result<UploadLock, LockTimeout> {
+    pub async fn lock(&self, id: Uuid) -> Result<LocalLock, LockTimeout> {
         let slot = self.slots.lock().expect("lock map").entry(id).or_default().clone();
         let guard = match slot.mutex.clone().try_lock_owned() {
             Ok(g) => g,
@@ -77,17 +78,17 @@ impl Locker {
         };
         let token = self.shutdown.child_token();
         *slot.holder.lock().expect("holder") = Some(token.clone());
-        Ok(UploadLock { id, slot, slots: self.slots.clone(), guard: Some(guard), token })
+        Ok(LocalLock { id, slot, slots: self.slots.clone(), guard: Some(guard), token })
     }
 
     /// Non-blocking attempt, for background work that must never interrupt a client.
-    pub fn try_lock(&self, id: Uuid) -> Option<UploadLock> {
+    pub fn try_lock(&self, id: Uuid) -> Option<LocalLock> {
         let slot = self.slots.lock().expect("lock map").entry(id).or_default().clone();
         match slot.mutex.clone().try_lock_owned() {
             Ok(guard) => {
                 let token = self.shutdown.child_token();
                 *slot.holder.lock().expect("holder") = Some(token.clone());
-                Some(UploadLock { id, slot, slots: self.slots.clone(), guard: Some(guard), token })
+                Some(LocalLock { id, slot, slots: self.slots.clone(), guard: Some(guard), token })
             }
             Err(_) => {
                 drop(slot);
@@ -117,13 +118,13 @@ fn remove_if_idle(slots: &Mutex<HashMap<Uuid, Arc<Slot>>>, id: Uuid, own: usize)
     }
 }
 
-impl UploadLock {
+impl LocalLock {
     pub fn cancelled(&self) -> &CancellationToken {
         &self.token
     }
 }
 
-impl Drop for UploadLock {
+impl Drop for LocalLock {
     fn drop(&mut self) {
         *self.slot.holder.lock().expect("holder") = None;
         self.guard.take();

@@ -1,0 +1,65 @@
+//! The locker port: one writer per upload, with hand-over.
+//!
+//! A client that lost its connection mid-PATCH retries at once while the
+//! server may still be reading the dead connection; the newcomer asks the
+//! holder to stop (`UploadLock::cancelled` fires, the holder commits what
+//! it has and lets go) and waits a bounded time before answering 423. The
+//! in-process backend does this with a mutex per upload; a multi-node one
+//! does it with database locks and release requests. `try_lock` is for
+//! background work (expiry), which never interrupts a client.
+
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::backends::local_locks::{LocalLock, LocalLocks};
+
+pub enum Locks {
+    Local(LocalLocks),
+}
+
+/// The holder did not let go in time (answered 423, which clients retry).
+#[derive(Debug)]
+pub struct LockTimeout;
+
+/// Held while a request works on an upload; released when dropped.
+pub struct UploadLock {
+    held: Held,
+}
+
+enum Held {
+    Local(LocalLock),
+}
+
+impl Locks {
+    /// Waits for the lock, asking its holder to finish early.
+    pub async fn lock(&self, id: Uuid) -> Result<UploadLock, LockTimeout> {
+        match self {
+            Locks::Local(l) => {
+                l.lock(id).await.map(|l| UploadLock { held: Held::Local(l) }).map_err(|_| LockTimeout)
+            }
+        }
+    }
+
+    /// The lock if nobody holds it; never interrupts a holder.
+    pub async fn try_lock(&self, id: Uuid) -> Option<UploadLock> {
+        match self {
+            Locks::Local(l) => l.try_lock(id).map(|l| UploadLock { held: Held::Local(l) }),
+        }
+    }
+
+    /// Uploads locked on this node now (for tests and diagnostics).
+    pub fn held(&self) -> usize {
+        match self {
+            Locks::Local(l) => l.held(),
+        }
+    }
+}
+
+impl UploadLock {
+    /// Fires when a newer request (or shutdown) wants the upload.
+    pub fn cancelled(&self) -> &CancellationToken {
+        match &self.held {
+            Held::Local(l) => l.cancelled(),
+        }
+    }
+}
