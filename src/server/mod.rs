@@ -63,6 +63,7 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> io::Result<()> {
     // From the indexes: offsets checked against the bytes, and the uploads
     // in flight added to the settled usage counters.
     let not_started = crate::uploads::resume(&meta, &bytes, &usage).await.map_err(io::Error::other)?;
+    give_back_start_up_memory();
 
     if cfg.cors_allow_credentials && !matches!(cfg.cors, Some(CorsOrigins::List(_))) {
         return Err(io::Error::other(
@@ -212,6 +213,17 @@ fn refuse_over_cap(stream: &TcpStream, peer: SocketAddr, cap: usize) {
 /// (128) overflowed in bursts, and a dropped SYN costs the client a 1 s
 /// retransmission; the kernel caps this at `net.core.somaxconn`.
 const ACCEPT_BACKLOG: u32 = 4096;
+
+/// Opening a large sled database and reading the in-flight index allocate
+/// tens of MiB that are freed at once (log scan buffers, the snapshot's page
+/// list); glibc keeps freed memory in its arenas unless asked to return it.
+fn give_back_start_up_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free memory to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
 
 fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket =

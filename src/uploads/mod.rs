@@ -165,11 +165,11 @@ pub async fn resume(
     let with_bytes = std::mem::take(&mut found.with_bytes);
     let short = {
         let bytes = bytes.clone();
-        tokio::task::spawn_blocking(move || -> std::io::Result<Vec<Uuid>> {
+        tokio::task::spawn_blocking(move || -> std::io::Result<Vec<(Uuid, Offset)>> {
             let mut short = Vec::new();
             for (id, offset) in with_bytes {
                 if bytes.len_blocking(id)? < offset.0 {
-                    short.push(id);
+                    short.push((id, offset));
                 }
             }
             Ok(short)
@@ -178,15 +178,17 @@ pub async fn resume(
         .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))??
     };
     let mut wound = 0;
-    for id in short {
+    for (id, counted) in short {
         let Some(rec) = meta.get(id).await? else { continue };
-        let offset = rec.offset.0;
         let (rec, moved) = wind_back_async(bytes, rec).await?;
         if moved {
             meta.put(&rec).await?;
             wound += 1;
+            // Usage counted the index entry's offset, which a crash can
+            // leave ahead of the record's.
             let figures = found.usage.entry(rec.project_id).or_default();
-            figures.bytes_stored = figures.bytes_stored.saturating_sub(offset - rec.offset.0);
+            figures.bytes_stored =
+                figures.bytes_stored.saturating_sub(counted.0.saturating_sub(rec.offset.0));
         }
     }
     if wound > 0 {
