@@ -1,5 +1,5 @@
 //! PATCH: append bytes at the upload's offset. The streaming itself lives in
-//! `store::append`; this module applies the protocol rules around it.
+//! `uploads::append`; this module applies the protocol rules around it.
 
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! Where request bodies become upload bytes.
 //!
 //! The connection's task copies each body frame once into page-aligned
-//! [`Block`]s (see `block.rs`) and gives the frame straight back to hyper.
+//! [`Block`]s (see `crate::blocks`) and gives the frame straight back to hyper.
 //! Full blocks go, shared and not copied again, to two threads: one feeds the
 //! upload's running SHA-256 (and the request checksum, if any), the other
 //! writes them to the upload's file with `O_DIRECT`, joining queued blocks

@@ -130,7 +130,7 @@ pub async fn create(app: &App, caller: &Caller, new: NewUpload<'_>) -> Result<Up
 
 /// The upload as its file really is before new bytes go after it: bytes
 /// removed from under the server are noticed and the offset wound back
-/// (`Store::verify_offset`), and the project's usage follows.
+/// (`wind_back`), and the project's usage follows.
 ///
 /// Costs a `stat` on files; re-hashing happens only when bytes are missing.
 pub async fn verified(app: &App, rec: UploadRecord) -> Result<UploadRecord, StoreError> {
@@ -214,7 +214,7 @@ async fn wind_back_async(
 /// that lost synced data, a file removed by hand), sets the offset to what
 /// is really there and re-hashes that prefix, so new bytes never land after
 /// a gap; true if it did. The caller stores the record. Blocking: used at
-/// start-up (`Store::resume`) and before appends (`verified`).
+/// start-up (`resume`) and before appends (`verified`).
 pub fn wind_back(bytes: &ByteStore, rec: &mut UploadRecord) -> Result<bool, StoreError> {
     if rec.offset.0 == 0 || rec.is_final() || rec.is_complete() {
         return Ok(false);
