@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::StoreError;
 use crate::asset::{AssetState, AssetType};
-use crate::backends::sled_meta::SledMeta;
+use crate::backends::sled_meta::{SledError, SledMeta};
 use crate::record::{GoneReason, Offset, Owner, Tombstone, UploadRecord, UploadStatus};
 use crate::time::Timestamp;
 use crate::usage::UsageFigures;
@@ -116,10 +116,7 @@ impl MetaStore {
         match self {
             MetaStore::Sled(s) => {
                 // Reads the records the queue names as due: off the request threads.
-                let s = s.clone();
-                Ok(tokio::task::spawn_blocking(move || s.take_expired(now, expire_after))
-                    .await
-                    .map_err(|e| StoreError::Metadata(e.to_string()))??)
+                off_thread(s, move |s| s.take_expired(now, expire_after)).await
             }
         }
     }
@@ -157,10 +154,7 @@ impl MetaStore {
         match self {
             MetaStore::Sled(s) => {
                 // Reads every tombstone: off the request threads.
-                let s = s.clone();
-                Ok(tokio::task::spawn_blocking(move || s.prune_tombstones(before))
-                    .await
-                    .map_err(|e| StoreError::Metadata(e.to_string()))??)
+                off_thread(s, move |s| s.prune_tombstones(before)).await
             }
         }
     }
@@ -179,11 +173,8 @@ impl MetaStore {
             MetaStore::Sled(s) => {
                 // Up to a MiB of records read: off the request threads, so
                 // a list never stalls uploads and HEADs.
-                let s = s.clone();
                 let (assets, next) =
-                    tokio::task::spawn_blocking(move || s.list_assets(project, cursor, limit, state, kind))
-                        .await
-                        .map_err(|e| StoreError::Metadata(e.to_string()))??;
+                    off_thread(s, move |s| s.list_assets(project, cursor, limit, state, kind)).await?;
                 Ok(AssetPage { assets, next })
             }
         }
@@ -222,10 +213,7 @@ impl MetaStore {
     pub async fn resume(&self) -> Result<Resumed> {
         match self {
             MetaStore::Sled(s) => {
-                let s = s.clone();
-                let r = tokio::task::spawn_blocking(move || s.resume())
-                    .await
-                    .map_err(|e| StoreError::Metadata(e.to_string()))??;
+                let r = off_thread(s, |s| s.resume()).await?;
                 Ok(Resumed { usage: r.usage, not_started: r.not_started, with_bytes: r.with_bytes })
             }
         }
@@ -234,12 +222,19 @@ impl MetaStore {
     /// Assets left `processing` by a crash or a stop.
     pub async fn processing(&self) -> Result<Vec<Uuid>> {
         match self {
-            MetaStore::Sled(s) => {
-                let s = s.clone();
-                Ok(tokio::task::spawn_blocking(move || s.processing())
-                    .await
-                    .map_err(|e| StoreError::Metadata(e.to_string()))??)
-            }
+            MetaStore::Sled(s) => off_thread(s, |s| s.processing()).await,
         }
     }
+}
+
+/// Runs a sled call that reads many records on the blocking pool, so it
+/// never stalls the request threads.
+async fn off_thread<T: Send + 'static>(
+    s: &Arc<SledMeta>,
+    f: impl FnOnce(&SledMeta) -> std::result::Result<T, SledError> + Send + 'static,
+) -> Result<T> {
+    let s = s.clone();
+    Ok(tokio::task::spawn_blocking(move || f(&s))
+        .await
+        .map_err(|e| StoreError::Metadata(e.to_string()))??)
 }
