@@ -230,3 +230,30 @@ fn a_newer_layout_is_refused() {
     let err = SledMeta::open(dir.path()).err().expect("refused").to_string();
     assert!(err.contains("newer tusk"), "{err}");
 }
+
+#[test]
+fn a_layout_4_directory_keeps_its_json_records_and_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = Uuid::now_v7();
+    let mut rec = UploadRecord::new(Uuid::now_v7(), project, Some(10), None, Concat::None);
+    rec.asset = Some(AssetInfo::new(Some("a.txt".into()), None, Default::default()));
+    {
+        // What tusk wrote at layout 4: the same index, the record as JSON.
+        let store = SledMeta::open(dir.path()).unwrap();
+        store.insert_new(&rec).unwrap();
+        store.uploads.insert(rec.id.as_bytes(), serde_json::to_vec(&rec).unwrap()).unwrap();
+        store.info.insert(b"schema", &4u32.to_be_bytes()).unwrap();
+        store.by_state.insert(b"untouched", &[]).unwrap();
+        store.flush_blocking().unwrap();
+    }
+    let store = SledMeta::open(dir.path()).unwrap();
+    assert!(store.by_state.contains_key(b"untouched").unwrap(), "no re-index for 4 -> 5");
+    assert_eq!(store.get(rec.id).unwrap(), Some(rec.clone()));
+    assert_eq!(store.owner(rec.id).unwrap().map(|o| o.project_id), Some(project));
+    rec.offset = Offset(3);
+    store.put(&rec).unwrap();
+    let raw = store.uploads.get(rec.id.as_bytes()).unwrap().unwrap();
+    assert_ne!(raw.first(), Some(&b'{'), "rewritten as MessagePack");
+    assert_eq!(store.get(rec.id).unwrap(), Some(rec));
+    assert_eq!(store.info.get(b"schema").unwrap().unwrap().as_ref(), &SCHEMA.to_be_bytes());
+}

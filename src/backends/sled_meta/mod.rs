@@ -8,6 +8,7 @@
 //! cut off by the next append) but never a recorded offset beyond the bytes
 //! stored.
 
+mod codec;
 mod flusher;
 mod index;
 mod placement;
@@ -164,7 +165,7 @@ impl SledMeta {
             // sled counts serialized bytes, and its heap grows ~3x past this:
             // 16 MiB let RSS reach 63-65 MiB after 220k POSTs on one request
             // thread (4 MiB: 38 MiB, same POST/s, HEAD/s and PATCH speed).
-            .cache_capacity(4 << 20)
+            .cache_capacity(16 << 20)
             .open()?;
         let store = SledMeta {
             flusher: flusher::Flusher::start(db.clone()),
@@ -190,12 +191,18 @@ impl SledMeta {
     /// had no `by_state` index and no `settled` counters (lists and start-up
     /// read every record), version 2 no values in the index's in-flight
     /// entries, version 3 one counter per project. Built once, from one
-    /// pass over the records.
+    /// pass over the records. Version 4 stored records as JSON: they stay
+    /// readable (`codec`), so 4 → 5 only records the version, which keeps an
+    /// older tusk, which cannot read MessagePack, from opening the directory.
     fn migrate(&self) -> Result<()> {
         let version =
             self.info.get(b"schema")?.and_then(|v| v.as_ref().try_into().ok()).map(u32::from_be_bytes);
         match version {
             Some(SCHEMA) => return Ok(()),
+            Some(4) => {
+                self.info.insert(b"schema", &SCHEMA.to_be_bytes())?;
+                return self.flush_blocking();
+            }
             Some(v) if v > SCHEMA => {
                 return Err(SledError::Corrupt(format!(
                     "this data directory was written by a newer tusk (layout {v}; this one knows up to {SCHEMA})"
@@ -251,7 +258,7 @@ impl SledMeta {
     /// What HEAD needs of an upload, decoded without the rest of its record.
     pub fn status(&self, id: Uuid) -> Result<Option<UploadStatus>> {
         match self.uploads.get(id.as_bytes())? {
-            Some(v) => Ok(Some(serde_json::from_slice(&v).map_err(|e| SledError::Corrupt(e.to_string()))?)),
+            Some(v) => Ok(Some(codec::decode(&v)?)),
             None => Ok(None),
         }
     }
@@ -260,9 +267,7 @@ impl SledMeta {
     /// taken, since taking it interrupts whoever holds it.
     pub fn owner(&self, id: Uuid) -> Result<Option<Owner>> {
         match self.uploads.get(id.as_bytes())? {
-            Some(v) => {
-                Ok(Some(serde_json::from_slice::<Owner>(&v).map_err(|e| SledError::Corrupt(e.to_string()))?))
-            }
+            Some(v) => Ok(Some(codec::decode::<Owner>(&v)?)),
             None => Ok(None),
         }
     }
@@ -296,7 +301,7 @@ impl SledMeta {
     /// processed) moves its index key and its project's settled usage in one
     /// transaction with it.
     pub fn put(&self, rec: &UploadRecord) -> Result<()> {
-        let bytes = serde_json::to_vec(rec).map_err(|e| SledError::Corrupt(e.to_string()))?;
+        let bytes = codec::encode(rec)?;
         let new = rec.placement();
         let old = match self.uploads.get(rec.id.as_bytes())? {
             Some(v) => Some(placement_of(&v)?),
@@ -343,7 +348,7 @@ impl SledMeta {
             // Created complete (an empty upload): its usage moves too.
             return self.put(rec);
         }
-        let bytes = serde_json::to_vec(rec).map_err(|e| SledError::Corrupt(e.to_string()))?;
+        let bytes = codec::encode(rec)?;
         if let Some(k) = index::key(&new, rec.project_id, rec.id) {
             self.by_state.insert(k, index::value(&new))?;
         }
@@ -448,7 +453,7 @@ impl SledMeta {
 
     pub fn tombstone(&self, id: Uuid) -> Result<Option<Tombstone>> {
         match self.gone.get(id.as_bytes())? {
-            Some(v) => Ok(Some(serde_json::from_slice(&v).map_err(|e| SledError::Corrupt(e.to_string()))?)),
+            Some(v) => Ok(Some(codec::decode(&v)?)),
             None => Ok(None),
         }
     }
@@ -468,7 +473,10 @@ impl SledMeta {
                 // removal must not turn its owner's 410 into a 404.
                 if let Some(rec) = &removed {
                     let stone = Tombstone { reason, at: Timestamp::now(), project_id: Some(rec.project_id) };
-                    gone.insert(id.as_bytes(), serde_json::to_vec(&stone).expect("a tombstone serializes"))?;
+                    gone.insert(
+                        id.as_bytes(),
+                        codec::encode(&stone).map_err(ConflictableTransactionError::Abort)?,
+                    )?;
                     let p = rec.placement();
                     if let Some(k) = index::key(&p, rec.project_id, id) {
                         by_state.remove(&k[..])?;
@@ -494,7 +502,7 @@ impl SledMeta {
         let mut n = 0;
         for item in self.gone.iter() {
             let (k, v) = item?;
-            if let Ok(stone) = serde_json::from_slice::<Tombstone>(&v)
+            if let Ok(stone) = codec::decode::<Tombstone>(&v)
                 && stone.at < before
             {
                 self.gone.remove(k)?;
@@ -745,17 +753,15 @@ fn index_key(project: Uuid, id: Uuid) -> [u8; 32] {
 }
 
 fn decode(v: &[u8]) -> Result<UploadRecord> {
-    serde_json::from_slice(v).map_err(|e| SledError::Corrupt(e.to_string()))
+    codec::decode(v)
 }
 
 fn placement_of(v: &[u8]) -> Result<Placement> {
-    serde_json::from_slice::<PlacementView>(v)
-        .map(|p| p.placement())
-        .map_err(|e| SledError::Corrupt(e.to_string()))
+    codec::decode::<PlacementView>(v).map(|p| p.placement())
 }
 
 /// The layout version `SledMeta::migrate` brings a data directory to.
-const SCHEMA: u32 = 4;
+const SCHEMA: u32 = 5;
 
 fn encode_settled(bytes: u64, assets: u64) -> [u8; 16] {
     let mut v = [0u8; 16];
