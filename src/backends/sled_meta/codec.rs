@@ -2,9 +2,9 @@
 //!
 //! Self-describing like the JSON it replaced, so the partial views (what
 //! HEAD reads, the owner, the placement) decode from the same bytes without
-//! building the rest, and a new optional field needs no migration; about
-//! half the size, which is what sled's cache and leaves are measured in
-//! (uuids are 16 bytes instead of 38, numbers binary, no quotes).
+//! building the rest, and a new optional field needs no migration; smaller
+//! (uuids are 16 bytes instead of 38, numbers binary, no quotes), which is
+//! what sled's cache and leaves are measured in.
 //!
 //! Values written before are JSON. They stay readable, told apart by their
 //! first byte: a JSON object starts with `{` (0x7b, a positive fixint in

@@ -162,9 +162,11 @@ impl SledMeta {
             .flush_every_ms(Some(1000))
             // sled's default cache is 1 GiB; records are small and hot ones
             // few, and the memory goal is tens of MiB for the whole server.
-            // sled counts serialized bytes, and its heap grows ~3x past this:
-            // 16 MiB let RSS reach 63-65 MiB after 220k POSTs on one request
-            // thread (4 MiB: 38 MiB, same POST/s, HEAD/s and PATCH speed).
+            // sled counts each page at its serialized size rounded up to a
+            // power of two. HEAD of 500 uploads spread over a million records
+            // touches ~8 MiB of such pages: 8 MiB thrashed (58 % of fresh
+            // HEAD/s), 16 MiB holds them, and RSS stays under 64 MiB after a
+            // pass of list pages (vendored sled; benches/RESULTS.md).
             .cache_capacity(16 << 20)
             .open()?;
         let store = SledMeta {
