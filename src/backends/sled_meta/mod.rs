@@ -164,10 +164,11 @@ impl SledMeta {
             // few, and the memory goal is tens of MiB for the whole server.
             // sled counts each page at its serialized size rounded up to a
             // power of two. HEAD of 500 uploads spread over a million records
-            // touches ~8 MiB of such pages: 8 MiB thrashed (58 % of fresh
-            // HEAD/s), 16 MiB holds them, and RSS stays under 64 MiB after a
-            // pass of list pages (vendored sled; benches/RESULTS.md).
-            .cache_capacity(16 << 20)
+            // touches one record leaf each (≤ 4 KiB in the vendored sled):
+            // 4 MiB held them only some of the time (78–95 % of fresh HEAD/s),
+            // 8 MiB does (100 %), and RSS stays under 64 MiB after a pass of
+            // list pages (benches/RESULTS.md).
+            .cache_capacity(8 << 20)
             .open()?;
         let store = SledMeta {
             flusher: flusher::Flusher::start(db.clone()),

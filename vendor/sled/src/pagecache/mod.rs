@@ -2077,7 +2077,13 @@ impl PageCache {
 
             trace!("load_snapshot pid {} {:?}", pid, state);
 
-            let mut cache_infos = Vec::default();
+            // tusk: exact capacity. `Vec::default()` plus the first push
+            // allocates room for four entries, ~100–150 bytes per page wasted
+            // for as long as the database is open (vendor/sled/TUSK-PATCH.md).
+            let mut cache_infos = Vec::with_capacity(match *state {
+                PageState::Present { ref frags, .. } => 1 + frags.len(),
+                _ => 1,
+            });
 
             let guard = pin();
 
