@@ -12,8 +12,12 @@
 # Each line also gives the server's CPU (from /proc/PID/stat) and peak RSS (VmHWM).
 # Build the "before" binary with e.g.
 #   git worktree add /tmp/before REV && CARGO_TARGET_DIR=/tmp/before-target cargo build --release
-# Needs curl, wrk, hey.
+# Needs curl, wrk, hey, bc: installed from Debian when missing.
 set -u
+for tool in curl wrk hey bc; do
+  command -v $tool > /dev/null || { echo "ab.sh: installing $tool" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $tool > /dev/null || { echo "ab.sh: cannot install $tool" >&2; exit 1; }; }
+done
 [ $# -ge 3 ] || { sed -n '2,13p' "$0" >&2; exit 2; }
 A=$(realpath "$1"); B=$(realpath "$2"); KIND=$3; PAIRS=${4:-3}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
