@@ -5,7 +5,7 @@
 # judged by alternating runs of the build before and after it, each on a
 # fresh server and data directory (under target/ab/), PAIRS times (default 3):
 #   single  POST, then one 1 GiB PATCH (curl -T from /dev/shm): seconds
-#   chunks  POST, then the same 1 GiB as 128 PATCHes of 8 MiB (one curl each): seconds
+#   chunks  POST, then the same 1 GiB as 128 PATCHes of 8 MiB (one curl, one connection): seconds
 #   concurrent  64 uploads of 16 MiB at once (POST, then one curl PATCH each): seconds
 #   post    wrk POST creations for 5 s, 16 connections: req/s
 #   head    hey HEAD on one small upload, 150,000 requests, 16 connections: req/s
@@ -44,11 +44,17 @@ one() { # BIN LABEL
         -H 'Upload-Offset: 0' -H 'Content-Type: application/offset+octet-stream' -H 'Expect:' -T $BIG "$u") ;;
     chunks)
       local u; u=$(post 1073741824); sync; sleep 1; t0=$(ticks $P)
-      local s0; s0=$(date +%s.%N)
+      # One keep-alive connection, each chunk streamed from its file (as
+      # peers/bench.sh does): a curl per chunk with --data-binary spent more
+      # time in the client than the server took.
+      local cfg="$d/chunks.curlrc"; : > "$cfg"
       for i in $(seq 0 127); do
-        curl -s -o /dev/null -X PATCH -H 'Tus-Resumable: 1.0.0' -H "Upload-Offset: $((i * 8388608))" \
-          -H 'Content-Type: application/offset+octet-stream' -H 'Expect:' --data-binary @$CHUNK "$u" || break
+        [ "$i" -gt 0 ] && echo next >> "$cfg"
+        printf 'url = "%s"\nrequest = "PATCH"\nheader = "Tus-Resumable: 1.0.0"\nheader = "Upload-Offset: %d"\nheader = "Content-Type: application/offset+octet-stream"\nheader = "Expect:"\nupload-file = "%s"\noutput = "/dev/null"\nsilent\n' \
+          "$u" $((i * 8388608)) "$CHUNK" >> "$cfg"
       done
+      local s0; s0=$(date +%s.%N)
+      curl -K "$cfg"
       local off; off=$(curl -s -I -H 'Tus-Resumable: 1.0.0' "$u" | tr -d '\r' | awk 'tolower($1)=="upload-offset:"{print $2}')
       out="offset $off in $(echo "$(date +%s.%N) - $s0" | bc) s" ;;
     concurrent)

@@ -142,12 +142,17 @@ fn run() -> Result<bool, String> {
     let peers = work.join("peers");
     sync_dir(&shared, &peers)
         .map_err(|e| format!("copying {} to {}: {e}", shared.display(), peers.display()))?;
-    let missing: Vec<&str> =
-        ["curl", "wrk", "hey", "socat", "python3"].into_iter().filter(|t| !on_path(t)).collect();
-    if !missing.is_empty() {
+    let tools = ["curl", "wrk", "hey", "socat", "python3"];
+    let missing = || -> Vec<&str> { tools.into_iter().filter(|t| !on_path(t)).collect() };
+    if !missing().is_empty() {
+        // The harness's own installer (Debian packages; needs root).
+        eprintln!("bench tus: installing {} with {}/install-tools.sh", missing().join(" "), peers.display());
+        let _ = Command::new("bash").arg(peers.join("install-tools.sh")).status();
+    }
+    if !missing().is_empty() {
         return Err(format!(
             "missing tools: {} (run {}/install-tools.sh as root)",
-            missing.join(" "),
+            missing().join(" "),
             peers.display()
         ));
     }
