@@ -10,6 +10,8 @@
 #   post    wrk POST creations for 5 s, 16 connections: req/s
 #   head    hey HEAD on one small upload, 150,000 requests, 16 connections: req/s
 # Each line also gives the server's CPU (from /proc/PID/stat) and peak RSS (VmHWM).
+# SLOW_SYNC_US=N makes every sync of the servers take N µs longer
+# (benches/slow-sync.c, preloaded): a disk whose syncs are slow, on one whose are not.
 # Build the "before" binary with e.g.
 #   git worktree add /tmp/before REV && CARGO_TARGET_DIR=/tmp/before-target cargo build --release
 # Needs curl, wrk, hey, bc: installed from Debian when missing.
@@ -26,11 +28,18 @@ BIG=/dev/shm/tusk-ab-1g.bin
 CHUNK=/dev/shm/tusk-ab-8m.bin; [ -f $CHUNK ] || head -c 8388608 $BIG > $CHUNK
 SIXTEEN=/dev/shm/tusk-ab-16m.bin; [ -f $SIXTEEN ] || head -c 16777216 $BIG > $SIXTEEN
 
+PRELOAD=
+if [ -n "${SLOW_SYNC_US:-}" ]; then
+  PRELOAD="$ROOT/target/slow-sync.so"
+  cc -O2 -shared -fPIC -o "$PRELOAD" "$ROOT/benches/slow-sync.c" -ldl || { echo "ab.sh: cannot build slow-sync.so" >&2; exit 1; }
+  echo "every sync $SLOW_SYNC_US µs slower" >&2
+fi
+
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 one() { # BIN LABEL
   local d; d=$(mktemp -d "$ROOT/target/ab.XXXXXX")
-  "$1" serve --listen 127.0.0.1:0 --data-dir "$d/data" > "$d/log" 2>&1 &
+  env ${PRELOAD:+LD_PRELOAD=$PRELOAD} "$1" serve --listen 127.0.0.1:0 --data-dir "$d/data" > "$d/log" 2>&1 &
   local P=$!
   for _ in $(seq 100); do grep -q "listening on" "$d/log" && break; sleep 0.1; done
   local url; url="http://$(grep -o 'listening on http://[^/]*' "$d/log" | sed 's#.*http://##')/files/"

@@ -133,6 +133,14 @@ pub struct UploadRecord {
     /// later request is answered with this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<String>,
+    /// Its offset was last stored without a flush of the metadata, riding on
+    /// the sync of the data file instead (see `uploads::append`): after a
+    /// crash the stored offset may be behind the bytes acknowledged, and
+    /// start-up takes the synced file's length (`uploads::resume`). Made
+    /// false, durably, before bytes that must be verified first are written
+    /// past the offset, so unverified bytes are never taken that way.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lazy: bool,
 }
 
 impl UploadRecord {
@@ -152,6 +160,7 @@ impl UploadRecord {
             token_id: None,
             url_ttl_secs: None,
             refused: None,
+            lazy: false,
             awaiting_completion: false,
             length,
             offset: Offset(0),

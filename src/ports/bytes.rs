@@ -88,11 +88,17 @@ impl ByteStore {
 
     /// SHA-256 state of the first `len` bytes (recovery). Blocking.
     pub fn hash_prefix_blocking(&self, id: Uuid, len: u64) -> io::Result<Sha256Stream> {
-        let mut h = Sha256Stream::default();
+        self.hash_on_blocking(id, Sha256Stream::default(), len)
+    }
+
+    /// `sha256` (the state after the upload's first `sha256.len()` bytes)
+    /// carried on to `len` bytes, reading only the bytes in between. Blocking.
+    pub fn hash_on_blocking(&self, id: Uuid, mut sha256: Sha256Stream, len: u64) -> io::Result<Sha256Stream> {
+        let from = sha256.len();
         match self {
-            ByteStore::Files(f) => f.read_range(id, 0, len, |b| h.update(b))?,
+            ByteStore::Files(f) => f.read_range(id, from, len.saturating_sub(from), |b| sha256.update(b))?,
         }
-        Ok(h)
+        Ok(sha256)
     }
 
     /// Digest of `len` bytes from `start` (a checksum named after the body).

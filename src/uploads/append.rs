@@ -9,8 +9,9 @@
 //! memory per upload is a few blocks whatever the size of the body.
 //!
 //! Bytes are first *staged*: written past the committed offset. `commit`
-//! syncs them and only then stores the new offset; `discard` cuts them off
-//! (a checksum mismatch). Long unverified bodies are checkpointed while they
+//! syncs them and only then stores the new offset (flushing the metadata
+//! only where `store_offset` says); `discard` cuts them off (a checksum
+//! mismatch). Long unverified bodies are checkpointed while they
 //! stream so a crash or a dead client loses little.
 
 use std::io;
@@ -149,11 +150,31 @@ pub struct Staged {
     budget: Budget,
 }
 
+/// Stores a new offset whose bytes are synced already. One that completes
+/// the upload is flushed at once (processing starts from it). Any other
+/// rides on the data file's sync: the record is only put, and becomes
+/// durable with the next flush of the store (any request's, or the
+/// background flusher's); if the process dies first, start-up takes the
+/// synced file's length (`uploads::resume`), which the `lazy` flag allows.
+/// The first such store of an upload is flushed, so that the flag itself is
+/// durable. On a disk whose syncs are slow this halves what every PATCH
+/// waits for after its last byte.
+async fn store_offset(meta: &MetaStore, record: &mut UploadRecord) -> Result<()> {
+    let lazy = !record.is_complete();
+    let flush = !(lazy && record.lazy);
+    record.lazy = lazy;
+    meta.put(record).await?;
+    if flush {
+        meta.flush().await?;
+    }
+    Ok(())
+}
+
 /// Streams `body` into the upload's file from its committed offset.
 pub async fn stage<B>(
     meta: MetaStore,
     bytes: Arc<ByteStore>,
-    record: UploadRecord,
+    mut record: UploadRecord,
     body: B,
     plan: AppendPlan,
     cancel: &CancellationToken,
@@ -163,6 +184,14 @@ where
     B::Error: std::fmt::Display,
 {
     let checkpoints = !plan.verify_before_commit;
+    if plan.verify_before_commit && record.lazy {
+        // Bytes that may yet be discarded go past the offset: the stored
+        // record must say exactly where the kept bytes end first, or a crash
+        // before the discard would let start-up take them.
+        record.lazy = false;
+        meta.put(&record).await?;
+        meta.flush().await?;
+    }
     let mut budget = plan.budget;
     let mut gate = plan.sniff.filter(|g| g.want > g.prefix.len());
     let mut app = Appender::new(meta, bytes, record, plan.checksum, plan.progress);
@@ -447,8 +476,7 @@ impl Appender {
         self.record.offset = Offset(self.start + self.written);
         self.record.sha256 = sha256;
         self.record.updated_at = Timestamp::now();
-        self.meta.put(&self.record).await.map_err(|e| io::Error::other(e.to_string()))?;
-        self.meta.flush().await.map_err(|e| io::Error::other(e.to_string()))?;
+        store_offset(&self.meta, &mut self.record).await.map_err(|e| io::Error::other(e.to_string()))?;
         self.recorded = self.written;
         self.last_checkpoint = Instant::now();
         if let Some(events) = &self.progress {
@@ -693,8 +721,7 @@ impl Staged {
         record.offset = Offset(end);
         record.sha256 = self.sha256_after.clone();
         record.updated_at = Timestamp::now();
-        self.meta.put(&record).await?;
-        self.meta.flush().await?;
+        store_offset(&self.meta, &mut record).await?;
         self.record = record;
         Ok(self.record.clone())
     }

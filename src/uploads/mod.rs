@@ -163,20 +163,43 @@ pub async fn resume(
 ) -> Result<Vec<Uuid>, StoreError> {
     let mut found = meta.resume().await?;
     let with_bytes = std::mem::take(&mut found.with_bytes);
-    let short = {
+    let (short, longer) = {
         let bytes = bytes.clone();
-        tokio::task::spawn_blocking(move || -> std::io::Result<Vec<(Uuid, Offset)>> {
-            let mut short = Vec::new();
+        type Found = (Vec<(Uuid, Offset)>, Vec<(Uuid, u64)>);
+        tokio::task::spawn_blocking(move || -> std::io::Result<Found> {
+            let (mut short, mut longer) = (Vec::new(), Vec::new());
             for (id, offset) in with_bytes {
-                if bytes.len_blocking(id)? < offset.0 {
+                let stored = bytes.len_blocking(id)?;
+                if stored < offset.0 {
                     short.push((id, offset));
+                } else if stored > offset.0 {
+                    longer.push((id, stored));
                 }
             }
-            Ok(short)
+            Ok((short, longer))
         })
         .await
         .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))??
     };
+    let mut caught_up = 0;
+    for (id, stored) in longer {
+        let Some(rec) = meta.get(id).await? else { continue };
+        let before = rec.offset.0;
+        let (rec, moved) = catch_up_async(bytes, rec, stored).await?;
+        if moved {
+            meta.put(&rec).await?;
+            caught_up += 1;
+            let figures = found.usage.entry(rec.project_id).or_default();
+            figures.bytes_stored += rec.offset.0 - before;
+        }
+    }
+    if caught_up > 0 {
+        meta.flush().await?;
+        tracing::info!(
+            uploads = caught_up,
+            "took the offsets of uploads stopped mid-way from their synced files"
+        );
+    }
     let mut wound = 0;
     for (id, counted) in short {
         let Some(rec) = meta.get(id).await? else { continue };
@@ -197,6 +220,40 @@ pub async fn resume(
     }
     usage.load(found.usage);
     Ok(found.not_started)
+}
+
+/// An upload whose offset was stored lazily (`UploadRecord::lazy`) and
+/// whose file holds more: the offset moves to the file's `stored` length,
+/// short of completing the upload (a complete upload is only ever made so by
+/// a request, which flushes it), and the digest is carried on over the bytes
+/// in between. The record and whether it moved; the caller stores it.
+async fn catch_up_async(
+    bytes: &Arc<ByteStore>,
+    mut rec: UploadRecord,
+    stored: u64,
+) -> Result<(UploadRecord, bool), StoreError> {
+    if !rec.lazy || rec.is_final() || rec.is_complete() {
+        return Ok((rec, false));
+    }
+    let mut to = stored.min(rec.length.unwrap_or(u64::MAX));
+    let at = rec.offset;
+    rec.offset = Offset(to);
+    if rec.is_complete() {
+        to -= 1;
+    }
+    rec.offset = at;
+    if to <= at.0 {
+        return Ok((rec, false));
+    }
+    let bytes = bytes.clone();
+    tokio::task::spawn_blocking(move || {
+        rec.sha256 = bytes.hash_on_blocking(rec.id, rec.sha256.clone(), to)?;
+        rec.offset = Offset(to);
+        rec.lazy = false;
+        Ok((rec, true))
+    })
+    .await
+    .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?
 }
 
 /// `wind_back` on a blocking thread; the record and whether it moved.

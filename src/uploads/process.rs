@@ -73,6 +73,7 @@ pub async fn refuse(
     rec.refused = Some(why.clone());
     rec.offset = Offset(0);
     rec.sha256 = Default::default();
+    rec.lazy = false;
     rec.updated_at = Timestamp::now();
     app.meta.put(&rec).await?;
     app.meta.flush().await?;
