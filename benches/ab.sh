@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# benches/ab.sh A_BIN B_BIN single|chunks|concurrent|post|head [PAIRS] — alternate two tusk builds on one workload.
+# benches/ab.sh A_BIN B_BIN single|chunks|small|concurrent|post|head [PAIRS] — alternate two tusk builds on one workload.
 #
 # This VM's figures drift ±20 % from one minute to the next, so a lever is
 # judged by alternating runs of the build before and after it, each on a
 # fresh server and data directory (under target/ab/), PAIRS times (default 3):
 #   single  POST, then one 1 GiB PATCH (curl -T from /dev/shm): seconds
 #   chunks  POST, then the same 1 GiB as 128 PATCHes of 8 MiB (one curl, one connection): seconds
+#   small   POST, then 256 MiB as 256 PATCHes of 1 MiB (one curl, one connection): seconds
 #   concurrent  64 uploads of 16 MiB at once (POST, then one curl PATCH each): seconds
 #   post    wrk POST creations for 5 s, 16 connections: req/s
 #   head    hey HEAD on one small upload, 150,000 requests, 16 connections: req/s
@@ -20,13 +21,14 @@ for tool in curl wrk hey bc; do
   command -v $tool > /dev/null || { echo "ab.sh: installing $tool" >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q $tool > /dev/null || { echo "ab.sh: cannot install $tool" >&2; exit 1; }; }
 done
-[ $# -ge 3 ] || { sed -n '2,13p' "$0" >&2; exit 2; }
+[ $# -ge 3 ] || { sed -n '2,18p' "$0" >&2; exit 2; }
 A=$(realpath "$1"); B=$(realpath "$2"); KIND=$3; PAIRS=${4:-3}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIG=/dev/shm/tusk-ab-1g.bin
 [ "$KIND" != post ] && [ "$KIND" != head ] && [ ! -f $BIG ] && dd if=/dev/urandom of=$BIG bs=1M count=1024 status=none
 CHUNK=/dev/shm/tusk-ab-8m.bin; [ -f $CHUNK ] || head -c 8388608 $BIG > $CHUNK
 SIXTEEN=/dev/shm/tusk-ab-16m.bin; [ -f $SIXTEEN ] || head -c 16777216 $BIG > $SIXTEEN
+ONE=/dev/shm/tusk-ab-1m.bin; [ -f $ONE ] || head -c 1048576 $BIG > $ONE
 
 PRELOAD=
 if [ -n "${SLOW_SYNC_US:-}" ]; then
@@ -51,16 +53,20 @@ one() { # BIN LABEL
       local u; u=$(post 1073741824); sync; sleep 1; t0=$(ticks $P)
       out=$(curl -s -o /dev/null -w '%{http_code} in %{time_total} s' -X PATCH -H 'Tus-Resumable: 1.0.0' \
         -H 'Upload-Offset: 0' -H 'Content-Type: application/offset+octet-stream' -H 'Expect:' -T $BIG "$u") ;;
-    chunks)
-      local u; u=$(post 1073741824); sync; sleep 1; t0=$(ticks $P)
+    chunks|small)
+      # chunks: 128 PATCHes of 8 MiB; small: 256 of 1 MiB (what a client with
+      # a small chunkSize sends; the cost per PATCH shows).
+      local n=128 size=8388608 file=$CHUNK
+      [ "$KIND" = small ] && { n=256; size=1048576; file=$ONE; }
+      local u; u=$(post $((n * size))); sync; sleep 1; t0=$(ticks $P)
       # One keep-alive connection, each chunk streamed from its file (as
       # peers/bench.sh does): a curl per chunk with --data-binary spent more
       # time in the client than the server took.
       local cfg="$d/chunks.curlrc"; : > "$cfg"
-      for i in $(seq 0 127); do
+      for i in $(seq 0 $((n - 1))); do
         [ "$i" -gt 0 ] && echo next >> "$cfg"
         printf 'url = "%s"\nrequest = "PATCH"\nheader = "Tus-Resumable: 1.0.0"\nheader = "Upload-Offset: %d"\nheader = "Content-Type: application/offset+octet-stream"\nheader = "Expect:"\nupload-file = "%s"\noutput = "/dev/null"\nsilent\n' \
-          "$u" $((i * 8388608)) "$CHUNK" >> "$cfg"
+          "$u" $((i * size)) "$file" >> "$cfg"
       done
       local s0; s0=$(date +%s.%N)
       curl -K "$cfg"
@@ -89,7 +95,7 @@ one() { # BIN LABEL
         -H 'Content-Type: application/offset+octet-stream' --data-binary 0123456789abcdef "$u"
       sleep 0.5; t0=$(ticks $P)
       out="$(timeout 60 hey -n 150000 -c 16 -cpus 1 -m HEAD -H 'Tus-Resumable: 1.0.0' "$u" | awk '/Requests\/sec/{print $2}') req/s" ;;
-    *) echo "unknown workload $KIND (single|chunks|concurrent|post|head)" >&2; kill $P; exit 2 ;;
+    *) echo "unknown workload $KIND (single|chunks|small|concurrent|post|head)" >&2; kill $P; exit 2 ;;
   esac
   t1=$(ticks $P)
   echo "$2: $out, server CPU $(( (t1 - t0) * 10 )) ms, peak RSS $(awk '/VmHWM/{print int($2/1024)}' /proc/$P/status) MiB"

@@ -14,6 +14,7 @@
 //! mismatch). Long unverified bodies are checkpointed while they
 //! stream so a crash or a dead client loses little.
 
+use std::ffi::CStr;
 use std::io;
 use std::pin::pin;
 use std::sync::Arc;
@@ -423,12 +424,21 @@ impl Appender {
     /// which starts at the page of the committed offset.
     async fn start_pipeline(&mut self) -> io::Result<Block> {
         let (bytes, id, start) = (self.bytes.clone(), self.record.id, self.start);
+        let checksum = self.checksum.map(Algorithm::hasher);
+        let sha256 = self.record.sha256.clone();
+        if start % ALIGN == 0 {
+            // No partial page to read first: the disk thread opens the file
+            // while the first block fills, off the request's path.
+            let first = self.blocks.next(start).await?;
+            let open = Box::new(move || bytes.open_append_blocking(id, start).map(|(sink, _)| sink));
+            self.pipeline = Some(Pipeline::start(open, sha256, checksum));
+            return Ok(first);
+        }
         let (file, head) = tokio::task::spawn_blocking(move || bytes.open_append_blocking(id, start))
             .await
             .map_err(io::Error::other)??;
         let first = self.blocks.first(start, &head).await?;
-        let checksum = self.checksum.map(Algorithm::hasher);
-        self.pipeline = Some(Pipeline::start(file, self.record.sha256.clone(), checksum));
+        self.pipeline = Some(Pipeline::start(Box::new(move || Ok(file)), sha256, checksum));
         Ok(first)
     }
 
@@ -494,7 +504,9 @@ impl Appender {
         let (sha256, checksum, sink) = match self.pipeline.take() {
             Some(p) => {
                 let (sink, disk_error, sha256, checksum) = p.finish(sync).await;
-                error = error.or(disk_error);
+                // The disk thread's own error (a failed open, a full disk)
+                // says more than the "stopped" that sending to it got.
+                error = disk_error.or(error);
                 (sha256, checksum, sink)
             }
             None => (self.record.sha256.clone(), None, None),
@@ -530,39 +542,118 @@ enum HashMsg {
 struct Pipeline {
     disk: sync_mpsc::Sender<DiskMsg>,
     hash: sync_mpsc::Sender<HashMsg>,
-    disk_done: oneshot::Receiver<(Sink, Option<io::Error>)>,
+    disk_done: oneshot::Receiver<(Option<Sink>, Option<io::Error>)>,
     hash_done: oneshot::Receiver<(Sha256Stream, Option<ChunkHasher>)>,
 }
 
-/// Runs `f` on a new thread and hands its result to the returned receiver.
-/// Not tokio's blocking pool: these threads live as long as a request body,
-/// and with many slow uploads they could take every pool thread from the
-/// short jobs (syncs, file opens) that finish requests.
+/// Opens the upload's file for the disk thread.
+type OpenSink = Box<dyn FnOnce() -> io::Result<Sink> + Send>;
+
+/// Runs `f` on a stage thread and hands its result to the returned receiver.
 fn spawn_stage<T: Send + 'static>(
-    name: &str,
+    name: &'static CStr,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> oneshot::Receiver<T> {
     let (tx, rx) = oneshot::channel();
-    let spawned = std::thread::Builder::new().name(name.into()).stack_size(256 << 10).spawn(move || {
-        let _ = tx.send(f());
-    });
-    if let Err(e) = spawned {
-        // The receiver reports a stopped thread; the request fails with a storage error.
-        tracing::error!(error = %e, "could not start an upload thread");
-    }
+    stage_threads::run(
+        name,
+        Box::new(move || {
+            let _ = tx.send(f());
+        }),
+    );
     rx
 }
 
+/// The threads that hash and write appends, kept for reuse.
+///
+/// Not tokio's blocking pool: these threads live as long as a request body,
+/// and with many slow uploads they could take every pool thread from the
+/// short jobs (syncs, file opens) that finish requests. Kept rather than
+/// started per request: two new threads cost every PATCH about 0.1 ms before
+/// its first byte (a `clone3` each, `perf trace`), which small chunks pay
+/// again and again.
+mod stage_threads {
+    use std::ffi::CStr;
+    use std::sync::Mutex;
+    use std::sync::mpsc::{self, RecvTimeoutError};
+    use std::time::Duration;
+
+    type Job = Box<dyn FnOnce() + Send>;
+
+    /// Idle threads kept at most; more are started when busy, and end.
+    const KEEP: usize = 16;
+    /// An idle thread ends after this long without work.
+    const IDLE_FOR: Duration = Duration::from_secs(30);
+
+    /// A channel to each idle thread.
+    static IDLE: Mutex<Vec<mpsc::Sender<Job>>> = Mutex::new(Vec::new());
+
+    /// Runs `job` on an idle thread, or on a new one, named `name`.
+    pub(super) fn run(name: &'static CStr, job: Job) {
+        let mut job = named(name, job);
+        loop {
+            let idle = IDLE.lock().expect("stage threads").pop();
+            let Some(idle) = idle else { break };
+            match idle.send(job) {
+                Ok(()) => return,
+                // That thread ended (idle too long) after it was listed.
+                Err(mpsc::SendError(back)) => job = back,
+            }
+        }
+        let spawned = std::thread::Builder::new()
+            .name(name.to_string_lossy().into_owned())
+            .stack_size(256 << 10)
+            .spawn(move || serve(job));
+        if let Err(e) = spawned {
+            // The job's receiver reports a stopped thread; the request fails with a storage error.
+            tracing::error!(error = %e, "could not start an upload thread");
+        }
+    }
+
+    fn named(name: &'static CStr, job: Job) -> Job {
+        Box::new(move || {
+            // SAFETY: names the calling thread with a NUL-terminated string of
+            // at most 15 bytes, as pthread_setname_np requires.
+            unsafe {
+                libc::pthread_setname_np(libc::pthread_self(), name.as_ptr());
+            }
+            job()
+        })
+    }
+
+    fn serve(first: Job) {
+        first();
+        loop {
+            let (tx, rx) = mpsc::channel();
+            {
+                let mut idle = IDLE.lock().expect("stage threads");
+                if idle.len() >= KEEP {
+                    return;
+                }
+                idle.push(tx);
+            }
+            match rx.recv_timeout(IDLE_FOR) {
+                Ok(job) => job(),
+                // Its sender stays listed until a caller finds it closed.
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+}
+
 impl Pipeline {
-    fn start(file: Sink, sha256: Sha256Stream, checksum: Option<ChunkHasher>) -> Pipeline {
+    fn start(open: OpenSink, sha256: Sha256Stream, checksum: Option<ChunkHasher>) -> Pipeline {
         // Unbounded channels: the blocks themselves are the bound (`Blocks`).
         let (disk, disk_rx) = sync_mpsc::channel();
         let (hash, hash_rx) = sync_mpsc::channel();
         Pipeline {
             disk,
             hash,
-            disk_done: spawn_stage("tusk-disk", move || disk_loop(file, disk_rx)),
-            hash_done: spawn_stage("tusk-hash", move || hash_loop(hash_rx, sha256, checksum)),
+            disk_done: spawn_stage(c"tusk-disk", move || match open() {
+                Ok(file) => disk_loop(file, disk_rx),
+                Err(e) => (None, Some(e)),
+            }),
+            hash_done: spawn_stage(c"tusk-hash", move || hash_loop(hash_rx, sha256, checksum)),
         }
     }
 
@@ -597,7 +688,7 @@ impl Pipeline {
         });
         drop((disk, hash));
         let (file, mut error) = match disk_done.await {
-            Ok((sink, error)) => (Some(sink), error),
+            Ok((sink, error)) => (sink, error),
             Err(_) => (None, Some(io::Error::other("the disk thread stopped"))),
         };
         if let Some(synced) = synced
@@ -619,7 +710,7 @@ impl Pipeline {
 
 /// Writes blocks in order; joins the ones already queued into one write.
 /// Stops at the first error (dropping the queue, which frees its blocks).
-fn disk_loop(mut file: Sink, rx: sync_mpsc::Receiver<DiskMsg>) -> (Sink, Option<io::Error>) {
+fn disk_loop(mut file: Sink, rx: sync_mpsc::Receiver<DiskMsg>) -> (Option<Sink>, Option<io::Error>) {
     let mut run: Vec<Arc<Block>> = Vec::with_capacity(MAX_WRITE / BLOCK_SIZE);
     let mut held = None;
     loop {
@@ -627,7 +718,7 @@ fn disk_loop(mut file: Sink, rx: sync_mpsc::Receiver<DiskMsg>) -> (Sink, Option<
             Some(msg) => msg,
             None => match rx.recv() {
                 Ok(msg) => msg,
-                Err(_) => return (file, None),
+                Err(_) => return (Some(file), None),
             },
         };
         match msg {
@@ -654,7 +745,7 @@ fn disk_loop(mut file: Sink, rx: sync_mpsc::Receiver<DiskMsg>) -> (Sink, Option<
                 let result = file.write_run(&run);
                 run.clear();
                 if let Err(e) = result {
-                    return (file, Some(e));
+                    return (Some(file), Some(e));
                 }
             }
         }
