@@ -925,6 +925,54 @@ fn report(servers: &[String], runs: &BTreeMap<String, Run>) -> String {
             &["goal".into(), "this run".into(), "target".into(), "".into(), "reachable".into()],
             &rows,
         ));
+
+        // Goals of issue 15: against the durable-stream limit of tusk's run
+        // (the slowest of the loopback sink, a synced dd and one core of
+        // SHA-256), and against the better peer.
+        let limit = ["limit.loopback_http_sink", "limit.disk_write_fdatasync", "limit.sha256_openssl"]
+            .iter()
+            .filter_map(|l| tusk.num(l).map(|v| (v, *l)))
+            .min_by(|a, b| a.0.total_cmp(&b.0));
+        if let Some((limit, which)) = limit {
+            o.push_str(&format!(
+                "\nGoals (issue 15), this run: durable-stream limit {limit:.0} MB/s (`{which}`); \
+                 `reachable`: the ceiling above / that limit, or / the better peer:\n\n"
+            ));
+            rows = Vec::new();
+            let of_limit = |name: &str| tusk.num(name).map(|t| t / limit);
+            let best = |name: &str| {
+                ["node", "rustus"]
+                    .iter()
+                    .filter_map(|p| runs.get(*p).and_then(|r| r.num(name)))
+                    .reduce(f64::max)
+            };
+            let vs_best = |name: &str| match (tusk.num(name), best(name)) {
+                (Some(t), Some(p)) if p > 0.0 => Some(t / p),
+                _ => None,
+            };
+            let reach_limit = |name: &str| ceiling(name).map(|(c, _)| c / limit);
+            let reach_best = |name: &str| match (ceiling(name), best(name)) {
+                (Some((c, _)), Some(p)) if p > 0.0 => Some(c / p),
+                _ => None,
+            };
+            let mut goal = |what: &str, have: Option<f64>, want: f64, unit: &str, reach: Option<f64>| {
+                let (h, verdict) = match have {
+                    Some(h) => (format!("{h:.2}{unit}"), if h >= want { "MET" } else { "missed" }),
+                    None => ("-".into(), "n/a"),
+                };
+                let reach = reach.map_or(String::new(), |c| format!("{c:.2}{unit}"));
+                rows.push(vec![what.to_string(), h, format!(">= {want}{unit}"), verdict.to_string(), reach]);
+            };
+            goal("one big PATCH / limit", of_limit(single), 0.85, "", reach_limit(single));
+            goal("8 MiB PATCHes / limit", of_limit(chunked), 0.85, "", reach_limit(chunked));
+            goal("one big PATCH vs better peer", vs_best(single), 1.5, "x", reach_best(single));
+            goal("8 MiB PATCHes vs better peer", vs_best(chunked), 1.2, "x", reach_best(chunked));
+            goal("concurrent vs better peer", vs_best(conc), 1.2, "x", reach_best(conc));
+            o.push_str(&md_table(
+                &["goal".into(), "this run".into(), "target".into(), "".into(), "reachable".into()],
+                &rows,
+            ));
+        }
     }
     let failed: Vec<String> = runs
         .iter()

@@ -14,7 +14,6 @@
 //! mismatch). Long unverified bodies are checkpointed while they
 //! stream so a crash or a dead client loses little.
 
-use std::ffi::CStr;
 use std::io;
 use std::pin::pin;
 use std::sync::Arc;
@@ -549,96 +548,26 @@ struct Pipeline {
 /// Opens the upload's file for the disk thread.
 type OpenSink = Box<dyn FnOnce() -> io::Result<Sink> + Send>;
 
-/// Runs `f` on a stage thread and hands its result to the returned receiver.
+/// Runs `f` on a new thread and hands its result to the returned receiver.
+/// Not tokio's blocking pool: these threads live as long as a request body,
+/// and with many slow uploads they could take every pool thread from the
+/// short jobs (syncs, file opens) that finish requests. Not kept for reuse
+/// either: a pool of idle threads saved small PATCHes nothing measurable
+/// and cost 8 MiB PATCHes 11 % (benches/RESULTS.md, issue 15), as woken
+/// threads lost the spread over the cores a new thread gets.
 fn spawn_stage<T: Send + 'static>(
-    name: &'static CStr,
+    name: &str,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> oneshot::Receiver<T> {
     let (tx, rx) = oneshot::channel();
-    stage_threads::run(
-        name,
-        Box::new(move || {
-            let _ = tx.send(f());
-        }),
-    );
+    let spawned = std::thread::Builder::new().name(name.into()).stack_size(256 << 10).spawn(move || {
+        let _ = tx.send(f());
+    });
+    if let Err(e) = spawned {
+        // The receiver reports a stopped thread; the request fails with a storage error.
+        tracing::error!(error = %e, "could not start an upload thread");
+    }
     rx
-}
-
-/// The threads that hash and write appends, kept for reuse.
-///
-/// Not tokio's blocking pool: these threads live as long as a request body,
-/// and with many slow uploads they could take every pool thread from the
-/// short jobs (syncs, file opens) that finish requests. Kept rather than
-/// started per request: two new threads cost every PATCH about 0.1 ms before
-/// its first byte (a `clone3` each, `perf trace`), which small chunks pay
-/// again and again.
-mod stage_threads {
-    use std::ffi::CStr;
-    use std::sync::Mutex;
-    use std::sync::mpsc::{self, RecvTimeoutError};
-    use std::time::Duration;
-
-    type Job = Box<dyn FnOnce() + Send>;
-
-    /// Idle threads kept at most; more are started when busy, and end.
-    const KEEP: usize = 16;
-    /// An idle thread ends after this long without work.
-    const IDLE_FOR: Duration = Duration::from_secs(30);
-
-    /// A channel to each idle thread.
-    static IDLE: Mutex<Vec<mpsc::Sender<Job>>> = Mutex::new(Vec::new());
-
-    /// Runs `job` on an idle thread, or on a new one, named `name`.
-    pub(super) fn run(name: &'static CStr, job: Job) {
-        let mut job = named(name, job);
-        loop {
-            let idle = IDLE.lock().expect("stage threads").pop();
-            let Some(idle) = idle else { break };
-            match idle.send(job) {
-                Ok(()) => return,
-                // That thread ended (idle too long) after it was listed.
-                Err(mpsc::SendError(back)) => job = back,
-            }
-        }
-        let spawned = std::thread::Builder::new()
-            .name(name.to_string_lossy().into_owned())
-            .stack_size(256 << 10)
-            .spawn(move || serve(job));
-        if let Err(e) = spawned {
-            // The job's receiver reports a stopped thread; the request fails with a storage error.
-            tracing::error!(error = %e, "could not start an upload thread");
-        }
-    }
-
-    fn named(name: &'static CStr, job: Job) -> Job {
-        Box::new(move || {
-            // SAFETY: names the calling thread with a NUL-terminated string of
-            // at most 15 bytes, as pthread_setname_np requires.
-            unsafe {
-                libc::pthread_setname_np(libc::pthread_self(), name.as_ptr());
-            }
-            job()
-        })
-    }
-
-    fn serve(first: Job) {
-        first();
-        loop {
-            let (tx, rx) = mpsc::channel();
-            {
-                let mut idle = IDLE.lock().expect("stage threads");
-                if idle.len() >= KEEP {
-                    return;
-                }
-                idle.push(tx);
-            }
-            match rx.recv_timeout(IDLE_FOR) {
-                Ok(job) => job(),
-                // Its sender stays listed until a caller finds it closed.
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return,
-            }
-        }
-    }
 }
 
 impl Pipeline {
@@ -649,11 +578,11 @@ impl Pipeline {
         Pipeline {
             disk,
             hash,
-            disk_done: spawn_stage(c"tusk-disk", move || match open() {
+            disk_done: spawn_stage("tusk-disk", move || match open() {
                 Ok(file) => disk_loop(file, disk_rx),
                 Err(e) => (None, Some(e)),
             }),
-            hash_done: spawn_stage(c"tusk-hash", move || hash_loop(hash_rx, sha256, checksum)),
+            hash_done: spawn_stage("tusk-hash", move || hash_loop(hash_rx, sha256, checksum)),
         }
     }
 
