@@ -14,21 +14,17 @@ static void slow(void) {
     if (v) usleep((useconds_t)atoi(v));
 }
 
-int fsync(int fd) {
-    static int (*real)(int);
-    if (!real) real = dlsym(RTLD_NEXT, "fsync");
-    int r = real(fd);
-    slow();
-    return r;
-}
-
-int fdatasync(int fd) {
-    static int (*real)(int);
-    if (!real) real = dlsym(RTLD_NEXT, "fdatasync");
-    int r = real(fd);
-    slow();
-    return r;
-}
+// The real call, then the delay.
+#define SLOWED(name)                                         \
+    int name(int fd) {                                       \
+        static int (*real)(int);                             \
+        if (!real) real = dlsym(RTLD_NEXT, #name);           \
+        int r = real(fd);                                    \
+        slow();                                              \
+        return r;                                            \
+    }
+SLOWED(fsync)
+SLOWED(fdatasync)
 
 int sync_file_range(int fd, off_t off, off_t n, unsigned int flags) {
     static int (*real)(int, off_t, off_t, unsigned int);

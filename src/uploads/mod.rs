@@ -143,7 +143,7 @@ pub async fn verified(app: &App, rec: UploadRecord) -> Result<UploadRecord, Stor
     }
     tracing::warn!(upload = %rec.id, offset = rec.offset.0, stored, "upload bytes missing; winding back");
     let before = rec.share();
-    let (rec, moved) = wind_back_async(&app.bytes, rec).await?;
+    let (rec, moved) = on_blocking(&app.bytes, rec, wind_back).await?;
     if moved {
         app.meta.put(&rec).await?;
     }
@@ -185,7 +185,7 @@ pub async fn resume(
     for (id, stored) in longer {
         let Some(rec) = meta.get(id).await? else { continue };
         let before = rec.offset.0;
-        let (rec, moved) = catch_up_async(bytes, rec, stored).await?;
+        let (rec, moved) = on_blocking(bytes, rec, move |b, r| catch_up(b, r, stored)).await?;
         if moved {
             meta.put(&rec).await?;
             caught_up += 1;
@@ -203,7 +203,7 @@ pub async fn resume(
     let mut wound = 0;
     for (id, counted) in short {
         let Some(rec) = meta.get(id).await? else { continue };
-        let (rec, moved) = wind_back_async(bytes, rec).await?;
+        let (rec, moved) = on_blocking(bytes, rec, wind_back).await?;
         if moved {
             meta.put(&rec).await?;
             wound += 1;
@@ -222,49 +222,40 @@ pub async fn resume(
     Ok(found.not_started)
 }
 
-/// An upload whose offset was stored lazily (`UploadRecord::lazy`) and
-/// whose file holds more: the offset moves to the file's `stored` length,
-/// short of completing the upload (a complete upload is only ever made so by
-/// a request, which flushes it), and the digest is carried on over the bytes
-/// in between. The record and whether it moved; the caller stores it.
-async fn catch_up_async(
+/// Runs `f` (`wind_back` or `catch_up`) on a blocking thread; the record
+/// and whether it moved.
+async fn on_blocking(
     bytes: &Arc<ByteStore>,
     mut rec: UploadRecord,
-    stored: u64,
-) -> Result<(UploadRecord, bool), StoreError> {
-    if !rec.lazy || rec.is_final() || rec.is_complete() {
-        return Ok((rec, false));
-    }
-    let mut to = stored.min(rec.length.unwrap_or(u64::MAX));
-    let at = rec.offset;
-    rec.offset = Offset(to);
-    if rec.is_complete() {
-        to -= 1;
-    }
-    rec.offset = at;
-    if to <= at.0 {
-        return Ok((rec, false));
-    }
-    let bytes = bytes.clone();
-    tokio::task::spawn_blocking(move || {
-        rec.sha256 = bytes.hash_on_blocking(rec.id, rec.sha256.clone(), to)?;
-        rec.offset = Offset(to);
-        rec.lazy = false;
-        Ok((rec, true))
-    })
-    .await
-    .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?
-}
-
-/// `wind_back` on a blocking thread; the record and whether it moved.
-async fn wind_back_async(
-    bytes: &Arc<ByteStore>,
-    mut rec: UploadRecord,
+    f: impl FnOnce(&ByteStore, &mut UploadRecord) -> Result<bool, StoreError> + Send + 'static,
 ) -> Result<(UploadRecord, bool), StoreError> {
     let bytes = bytes.clone();
-    tokio::task::spawn_blocking(move || wind_back(&bytes, &mut rec).map(|moved| (rec, moved)))
+    tokio::task::spawn_blocking(move || f(&bytes, &mut rec).map(|moved| (rec, moved)))
         .await
         .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?
+}
+
+/// An upload whose offset was stored lazily (`UploadRecord::lazy`) and
+/// whose file holds `stored` bytes, more than its offset: the offset moves
+/// to them, short of completing the upload (a complete upload is only ever
+/// made so by a request, which flushes it), and the digest is carried on
+/// over the bytes in between; true if it moved. The caller stores the
+/// record. Blocking: used at start-up (`resume`).
+fn catch_up(bytes: &ByteStore, rec: &mut UploadRecord, stored: u64) -> Result<bool, StoreError> {
+    if !rec.lazy || rec.is_final() || rec.is_complete() {
+        return Ok(false);
+    }
+    let mut to = stored.min(rec.length.unwrap_or(u64::MAX));
+    if crate::record::complete(&rec.concat, rec.length, Offset(to), rec.awaiting_completion) {
+        to -= 1;
+    }
+    if to <= rec.offset.0 {
+        return Ok(false);
+    }
+    rec.sha256 = bytes.hash_on_blocking(rec.id, rec.sha256.clone(), to)?;
+    rec.offset = Offset(to);
+    rec.lazy = false;
+    Ok(true)
 }
 
 /// If an unfinished upload's stored bytes are fewer than its offset (a disk
