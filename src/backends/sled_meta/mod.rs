@@ -145,17 +145,14 @@ fn lock_data_dir(data_dir: &Path) -> Result<fs::File> {
     Ok(file)
 }
 
-impl SledMeta {
-    pub fn open(data_dir: &Path) -> Result<SledMeta> {
-        fs::create_dir_all(data_dir)?;
-        // A directory made before (or by hand, or under another umask) is
-        // closed to other local users too.
-        {
-            use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(data_dir, fs::Permissions::from_mode(0o700))?;
-        }
-        let dir_lock = lock_data_dir(data_dir)?;
-        let db = sled::Config::new()
+/// Opens sled under `DATA_DIR/tusk.lock`, which is already ours. sled's own
+/// lock can then be held only by a store this process is still letting go
+/// of (its I/O threads drop their handles a moment after the store), or by
+/// something that is not tusk: wait a little for the first, then say so.
+fn open_db(data_dir: &Path) -> Result<sled::Db> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let opened = sled::Config::new()
             .path(data_dir.join("meta.sled"))
             // Durability comes from explicit flushes before each acknowledgement;
             // the periodic flush only bounds the work left for shutdown.
@@ -169,7 +166,30 @@ impl SledMeta {
             // 8 MiB does (100 %), and RSS stays under 64 MiB after a pass of
             // list pages (benches/RESULTS.md).
             .cache_capacity(8 << 20)
-            .open()?;
+            .open();
+        match opened {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
+impl SledMeta {
+    pub fn open(data_dir: &Path) -> Result<SledMeta> {
+        fs::create_dir_all(data_dir)?;
+        // A directory made before (or by hand, or under another umask) is
+        // closed to other local users too.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(data_dir, fs::Permissions::from_mode(0o700))?;
+        }
+        let dir_lock = lock_data_dir(data_dir)?;
+        let db = open_db(data_dir)?;
         let store = SledMeta {
             flusher: flusher::Flusher::start(db.clone()),
             uploads: db.open_tree("uploads")?,
