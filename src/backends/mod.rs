@@ -3,4 +3,5 @@
 pub mod files;
 pub mod local_events;
 pub mod local_locks;
+pub mod s3;
 pub mod sled_meta;
