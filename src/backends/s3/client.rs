@@ -159,10 +159,6 @@ impl S3Client {
         })
     }
 
-    pub fn bucket_name(&self) -> &str {
-        self.bucket.name()
-    }
-
     /// Lists one key: unlike HeadBucket, an error comes with a body that
     /// says whether the bucket or the key is wrong.
     pub async fn check_bucket(&self) -> Result<(), BucketProblem> {
@@ -382,7 +378,7 @@ impl S3Client {
             // `sign` merges these with its own parameters and needs them sorted.
             query.sort();
             let url = rusty_s3::signing::sign(
-                &jiff_now(),
+                &jiff::Timestamp::now(),
                 rusty_s3::Method::Get,
                 self.bucket.base_url().clone(),
                 self.credentials.key(),
@@ -509,10 +505,6 @@ fn sign_headers<'a, A: S3Action<'a>>(
         action.headers_mut().insert(*k, v.clone());
     }
     headers
-}
-
-fn jiff_now() -> jiff::Timestamp {
-    jiff::Timestamp::now()
 }
 
 fn body_timeout(len: u64) -> Duration {
