@@ -28,7 +28,9 @@ use hyper_util::rt::TokioExecutor;
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use url::Url;
 
-use crate::ports::bytes::ByteStream;
+/// An object's bytes as they arrive. The same type as the byte store port's
+/// `ByteStream`, spelled here because backends import nothing above them.
+pub type ByteStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = std::io::Result<Bytes>> + Send>>;
 
 /// How long a presigned call stays valid: it is sent at once, so this only
 /// has to outlast clock skew and a slow first byte.

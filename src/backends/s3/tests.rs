@@ -9,8 +9,7 @@ use bytes::Bytes;
 use futures_util::TryStreamExt;
 use sha2::{Digest, Sha256};
 
-use super::client::{BucketProblem, S3Client, S3Settings};
-use crate::ports::bytes::ByteStream;
+use super::client::{BucketProblem, ByteStream, S3Client, S3Settings};
 
 /// A single-node Garage with one bucket, stopped and removed on drop.
 pub struct Garage {
