@@ -10,6 +10,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::asset::AssetType;
+use crate::backends::s3::client::S3Settings;
+use crate::backends::s3::store::Layout;
 
 #[derive(Debug, Parser)]
 #[command(name = "tusk", version, about = "Resumable uploads (tus 1.0 + IETF draft) with asset metadata")]
@@ -250,6 +252,106 @@ pub struct ServeArgs {
     /// Serve without API keys on a non-loopback address while no key exists.
     #[arg(long, env = "TUSK_ALLOW_ANONYMOUS", default_value_t = false)]
     pub allow_anonymous: bool,
+
+    /// Where upload bytes live: `files` (the data directory) or `s3` (a
+    /// bucket; the metadata stays in the data directory).
+    #[arg(long, env = "TUSK_STORAGE", value_enum, default_value = "files")]
+    pub storage: StorageKind,
+
+    /// S3 endpoint URL, e.g. `https://s3.eu-west-1.amazonaws.com` or `http://127.0.0.1:3900`.
+    #[arg(long, env = "TUSK_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+
+    /// Bucket for upload bytes (it must exist).
+    #[arg(long, env = "TUSK_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+
+    /// Region the requests are signed for. Default: `AWS_REGION`, else `us-east-1`.
+    #[arg(long, env = "TUSK_S3_REGION")]
+    pub s3_region: Option<String>,
+
+    /// Put before every object key (`{prefix}{project_id}/{upload_id}`), e.g. `uploads/`.
+    #[arg(long, env = "TUSK_S3_PREFIX", default_value = "")]
+    pub s3_prefix: String,
+
+    /// Address the bucket as `endpoint/bucket/key` instead of `bucket.endpoint/key`
+    /// (MinIO, Garage and most self-hosted stores need this).
+    #[arg(long, env = "TUSK_S3_PATH_STYLE", default_value_t = false)]
+    pub s3_path_style: bool,
+
+    /// Bytes per part of a multipart upload (5 MiB to 5 GiB, a multiple of
+    /// 4 KiB); every part but the last has this size.
+    #[arg(long, env = "TUSK_S3_PART_SIZE", default_value = "16MiB", value_parser = parse_size)]
+    pub s3_part_size: u64,
+
+    /// Memory all uploads' part buffers may use together; past it, uploads
+    /// wait for a buffer rather than grow memory.
+    #[arg(long, env = "TUSK_S3_BUFFER", default_value = "256MiB", value_parser = parse_size)]
+    pub s3_buffer: u64,
+
+    /// Access key id. Default: `AWS_ACCESS_KEY_ID`.
+    #[arg(long, env = "TUSK_S3_ACCESS_KEY_ID")]
+    pub s3_access_key_id: Option<String>,
+
+    /// Secret access key. Default: `AWS_SECRET_ACCESS_KEY`.
+    #[arg(long, env = "TUSK_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
+
+    /// Make an asset's `download_url` a presigned GET of its object (valid
+    /// `--download-ttl`) instead of a signed tusk URL.
+    #[arg(long, env = "TUSK_S3_PRESIGN_DOWNLOADS", default_value_t = false)]
+    pub s3_presign_downloads: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StorageKind {
+    Files,
+    S3,
+}
+
+/// Where upload bytes live, as configured.
+#[derive(Debug, Clone)]
+pub enum Storage {
+    Files,
+    S3 { settings: S3Settings, layout: Layout, presign_downloads: bool },
+}
+
+/// `--storage s3` with its flags checked, or what is wrong with them.
+fn storage(a: &ServeArgs) -> Result<Storage, String> {
+    if a.storage == StorageKind::Files {
+        return Ok(Storage::Files);
+    }
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let need = |v: &Option<String>, flag: &str, var: &str| {
+        v.clone().or_else(|| env(var)).ok_or_else(|| format!("--storage s3 needs {flag} (or {var})"))
+    };
+    let endpoint = need(&a.s3_endpoint, "--s3-endpoint", "TUSK_S3_ENDPOINT")?;
+    let bucket = need(&a.s3_bucket, "--s3-bucket", "TUSK_S3_BUCKET")?;
+    let access_key_id = need(&a.s3_access_key_id, "--s3-access-key-id", "AWS_ACCESS_KEY_ID")?;
+    let secret_access_key = need(&a.s3_secret_access_key, "--s3-secret-access-key", "AWS_SECRET_ACCESS_KEY")?;
+    let region = a.s3_region.clone().or_else(|| env("AWS_REGION")).unwrap_or_else(|| "us-east-1".into());
+    let ps = a.s3_part_size;
+    if !(5 << 20..=5 << 30).contains(&ps) || ps % 4096 != 0 {
+        return Err(format!(
+            "--s3-part-size {ps} is not allowed: object storage takes parts of 5 MiB to 5 GiB, and tusk needs a \
+             multiple of 4 KiB"
+        ));
+    }
+    if a.s3_buffer < ps {
+        return Err(format!("--s3-buffer ({} bytes) must hold at least one part ({ps} bytes)", a.s3_buffer));
+    }
+    Ok(Storage::S3 {
+        settings: S3Settings {
+            endpoint,
+            bucket,
+            region,
+            path_style: a.s3_path_style,
+            access_key_id,
+            secret_access_key,
+        },
+        layout: Layout { prefix: a.s3_prefix.clone(), part_size: ps, buffer: a.s3_buffer },
+        presign_downloads: a.s3_presign_downloads,
+    })
 }
 
 fn parse_type(t: &str) -> Result<AssetType, String> {
@@ -317,6 +419,16 @@ pub struct Config {
     pub allow_anonymous: bool,
     /// Bytes kept free on the data directory's file system (0: no check).
     pub min_free_space: u64,
+    /// Where upload bytes live; `Err` says what is wrong with the flags
+    /// (reported at start, as the bucket check is).
+    pub storage: Result<Storage, String>,
+}
+
+impl Config {
+    /// `--s3-presign-downloads`: download URLs point at the bucket.
+    pub fn presign_downloads(&self) -> bool {
+        matches!(self.storage, Ok(Storage::S3 { presign_downloads: true, .. }))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -355,6 +467,7 @@ impl From<ServeArgs> for Config {
         if !base.ends_with('/') {
             base.push('/');
         }
+        let storage = storage(&a);
         Config {
             listen: a.listen,
             data_dir: a.data_dir,
@@ -375,6 +488,7 @@ impl From<ServeArgs> for Config {
             allowed_types: a.allowed_types,
             allow_anonymous: a.allow_anonymous,
             min_free_space: a.min_free_space,
+            storage,
         }
     }
 }

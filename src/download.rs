@@ -6,11 +6,11 @@ use http::{Method, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 
 use crate::http::{Response, empty, set};
-use crate::ports::bytes::ByteStore;
+use crate::ports::bytes::{ByteStore, Loc};
 
 pub struct Download<'a> {
     pub bytes: &'a ByteStore,
-    pub id: uuid::Uuid,
+    pub loc: Loc,
     /// Bytes that may be served (the committed offset).
     pub len: u64,
     /// Strong validator, without quotes.
@@ -150,7 +150,7 @@ pub async fn serve(method: &Method, req: &HeaderMap, d: Download<'_>) -> std::io
     if method == Method::HEAD || count == 0 {
         return Ok(resp);
     }
-    let stream = d.bytes.read(d.id, start, count).await?;
+    let stream = d.bytes.read(d.loc, start, count).await?;
     let body = StreamBody::new(futures_util::StreamExt::map(stream, |r| r.map(hyper::body::Frame::data)));
     *resp.body_mut() = body.boxed_unsync();
     Ok(resp)

@@ -42,11 +42,16 @@ impl<'a> View<'a> {
         let (download_url, download_expires_at) = if ready {
             let exp = SystemTime::now() + app.cfg.download_ttl;
             let secs = exp.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
-            let sig = app.signer.sign(rec.id, secs);
-            (
-                Some(format!("{}/v1/assets/{}/content?expires={secs}&signature={sig}", self.origin, rec.id)),
-                Some(rfc3339(Timestamp(secs * 1000))),
-            )
+            let presigned = app.cfg.presign_downloads().then(|| {
+                let content_type = sniffed.map_or("application/octet-stream", |s| s.content_type.as_str());
+                let disposition = crate::download::content_disposition(content_type, a.name.as_deref());
+                app.bytes.presigned_get(crate::ports::bytes::Loc::of(rec), app.cfg.download_ttl, &disposition)
+            });
+            let url = presigned.flatten().unwrap_or_else(|| {
+                let sig = app.signer.sign(rec.id, secs);
+                format!("{}/v1/assets/{}/content?expires={secs}&signature={sig}", self.origin, rec.id)
+            });
+            (Some(url), Some(rfc3339(Timestamp(secs * 1000))))
         } else {
             (None, None)
         };
@@ -496,7 +501,7 @@ pub async fn content(app: &App, id: Uuid, req: &Request<Incoming>) -> Result<Res
         .unwrap_or_else(|| "application/octet-stream".into());
     let d = Download {
         bytes: &app.bytes,
-        id,
+        loc: crate::ports::bytes::Loc::of(&rec),
         len: rec.offset.0,
         etag: rec.sha256.finalize_hex(),
         content_type,

@@ -446,6 +446,12 @@ async fn write(
                     "storage full",
                     "the server's storage is full; resume later",
                 )
+            } else if f.unavailable {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage unavailable",
+                    "the server's storage cannot be reached right now; resume in a moment",
+                )
             } else {
                 (StatusCode::INTERNAL_SERVER_ERROR, "storage failure", "the bytes could not be stored")
             };

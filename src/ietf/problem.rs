@@ -146,6 +146,13 @@ impl From<crate::uploads::UploadError> for Problem {
 impl From<StoreError> for Problem {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "storage failure");
+        if e.is_unavailable() {
+            return Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage unavailable",
+                "the server's storage cannot be reached right now; retry in a moment",
+            );
+        }
         Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "storage failure",

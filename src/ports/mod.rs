@@ -33,13 +33,32 @@ impl std::fmt::Display for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreError::Metadata(e) => write!(f, "metadata database: {e}"),
-            StoreError::Io(e) => write!(f, "file storage: {e}"),
+            StoreError::Io(e) => write!(f, "byte storage: {e}"),
             StoreError::Corrupt(e) => write!(f, "corrupt record: {e}"),
         }
     }
 }
 
 impl std::error::Error for StoreError {}
+
+impl StoreError {
+    /// A store that is away for now (object storage unreachable or timing
+    /// out): the client should retry, so 503 rather than 500.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Io(e) if unavailable(e))
+    }
+}
+
+/// An I/O error that means "not reachable now" rather than "broken".
+pub fn unavailable(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotConnected
+            | io::ErrorKind::TimedOut
+            | io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionReset
+    )
+}
 
 impl From<io::Error> for StoreError {
     fn from(e: io::Error) -> Self {

@@ -28,7 +28,9 @@ use crate::backends::files::Files;
 use crate::backends::local_events::LocalEvents;
 use crate::backends::local_locks::LocalLocks;
 use crate::backends::sled_meta::SledMeta;
-use crate::config::{Config, CorsOrigins};
+use crate::backends::s3::client::{BucketProblem, S3Client, S3Settings};
+use crate::backends::s3::store::{Layout, S3Store};
+use crate::config::{Config, CorsOrigins, Storage};
 use crate::ports::bytes::ByteStore;
 use crate::ports::events::EventBus;
 use crate::ports::locks::Locks;
@@ -39,6 +41,29 @@ use crate::signing::Signer;
 use crate::tokens::Tokens;
 use crate::usage::Usage;
 
+/// The bucket of `--storage s3`, checked: a missing bucket, refused
+/// credentials or an endpoint that does not answer stop the start, saying which.
+async fn open_bucket(settings: &S3Settings, layout: &Layout) -> io::Result<S3Store> {
+    let client = S3Client::new(settings).map_err(io::Error::other)?;
+    let why = match client.check_bucket().await {
+        Ok(()) => return Ok(S3Store::new(client, layout.clone())),
+        Err(BucketProblem::Unreachable(e)) => {
+            format!("object storage does not answer ({e}); check --s3-endpoint and that the store is running")
+        }
+        Err(BucketProblem::NoSuchBucket) => format!(
+            "the bucket {:?} does not exist at {}; create it, or check --s3-bucket",
+            settings.bucket, settings.endpoint
+        ),
+        Err(BucketProblem::Credentials(e)) => format!(
+            "object storage refused the credentials for bucket {:?} ({e}); check --s3-access-key-id and \
+             --s3-secret-access-key (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), and --s3-region",
+            settings.bucket
+        ),
+        Err(BucketProblem::Other(e)) => format!("checking the bucket {:?} failed: {e}", settings.bucket),
+    };
+    Err(io::Error::other(format!("cannot start with --storage s3: {why}")))
+}
+
 /// How long shutdown waits for open connections to answer their last request.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -48,13 +73,24 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> io::Result<()> {
     let started = crate::record::Timestamp::now();
     let data_dir = cfg.data_dir.clone();
     let usage = Arc::new(Usage::default());
+    let storage = cfg.storage.clone().map_err(io::Error::other)?;
     // The composition root: the backends are chosen and opened here, once.
+    // A bucket is checked first: a wrong one refuses to start, saying why.
+    let s3 = match &storage {
+        Storage::Files => None,
+        Storage::S3 { settings, layout, .. } => Some(open_bucket(settings, layout).await?),
+    };
     let (meta, bytes) = tokio::task::spawn_blocking(move || -> Result<(MetaStore, ByteStore), String> {
         let meta =
             SledMeta::open(&data_dir).map_err(|e| format!("cannot open {}: {e}", data_dir.display()))?;
-        let files = Files::open(&data_dir)
-            .map_err(|e| format!("cannot open {}: {e}", data_dir.join("uploads").display()))?;
-        Ok((MetaStore::Sled(Arc::new(meta)), ByteStore::Files(Arc::new(files))))
+        let bytes = match s3 {
+            Some(s3) => ByteStore::S3(Arc::new(s3)),
+            None => ByteStore::Files(Arc::new(
+                Files::open(&data_dir)
+                    .map_err(|e| format!("cannot open {}: {e}", data_dir.join("uploads").display()))?,
+            )),
+        };
+        Ok((MetaStore::Sled(Arc::new(meta)), bytes))
     })
     .await
     .map_err(io::Error::other)?
@@ -147,8 +183,18 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> io::Result<()> {
         async move { crate::uploads::concat::on_partial_complete(&app, None).await }
     });
 
+    let bytes_at = match &storage {
+        Storage::Files => "upload bytes in it".to_string(),
+        Storage::S3 { settings, layout, .. } => format!(
+            "upload bytes in bucket {} at {} under {:?}, {} MiB parts",
+            settings.bucket,
+            settings.endpoint,
+            layout.prefix,
+            layout.part_size >> 20
+        ),
+    };
     tracing::info!(
-        "tusk listening on http://{addr}{} (data directory: {}, {} request threads)",
+        "tusk listening on http://{addr}{} (data directory: {}, {bytes_at}, {} request threads)",
         app.cfg.base_path,
         app.cfg.data_dir.display(),
         tokio::runtime::Handle::current().metrics().num_workers()

@@ -80,6 +80,13 @@ impl TusError {
 impl From<StoreError> for TusError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "storage failure");
+        if e.is_unavailable() {
+            return TusError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ERR_STORAGE_UNAVAILABLE",
+                "the server's storage cannot be reached right now; retry in a moment",
+            );
+        }
         TusError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "ERR_INTERNAL_SERVER_ERROR",

@@ -28,6 +28,16 @@ use headers::TUS_VERSION;
 
 pub const EXTENSIONS: &str = "creation,creation-with-upload,creation-defer-length,expiration,checksum,\
 checksum-trailer,termination,concatenation,concatenation-unfinished";
+/// Without `checksum-trailer`: a trailer names its algorithm after the
+/// body, when a store that cannot read unfinished bytes back (a bucket)
+/// has nothing left to hash.
+const EXTENSIONS_WITHOUT_TRAILER: &str = "creation,creation-with-upload,creation-defer-length,expiration,\
+checksum,termination,concatenation,concatenation-unfinished";
+
+/// What this server's storage lets it offer.
+pub fn extensions(app: &App) -> &'static str {
+    if app.bytes.reads_unfinished() { EXTENSIONS } else { EXTENSIONS_WITHOUT_TRAILER }
+}
 
 /// What the request addresses below the base path.
 enum Target {
@@ -93,7 +103,7 @@ pub fn options(app: &App) -> Response {
     let h = resp.headers_mut();
     h.insert(HeaderName::from_static("tus-resumable"), HeaderValue::from_static(TUS_VERSION));
     h.insert(HeaderName::from_static("tus-version"), HeaderValue::from_static(TUS_VERSION));
-    h.insert(HeaderName::from_static("tus-extension"), HeaderValue::from_static(EXTENSIONS));
+    h.insert(HeaderName::from_static("tus-extension"), HeaderValue::from_static(extensions(app)));
     h.insert(
         HeaderName::from_static("tus-checksum-algorithm"),
         HeaderValue::from_static(Algorithm::TUS_LIST),

@@ -159,6 +159,14 @@ pub(super) async fn append_body(
         return Err(TusError::too_large(msg).with_offset(offset));
     }
     let trailer_announced = headers::checksum_trailer_announced(h);
+    if trailer_announced && checksum.is_none() && !app.bytes.reads_unfinished() {
+        return Err(TusError::bad_request(
+            "ERR_CHECKSUM_TRAILER_UNSUPPORTED",
+            "this server keeps upload bytes in object storage and cannot check a checksum sent as a \
+             trailer; send Upload-Checksum as a header instead",
+        )
+        .with_offset(offset));
+    }
     let opts = AppendOptions {
         checksum: checksum.as_ref().map(|c| c.algorithm),
         verify_before_commit: checksum.is_some() || trailer_announced,
@@ -261,6 +269,17 @@ fn end_error(app: &App, end: &BodyEnd, received: u64, length: Option<u64>) -> Tu
             "{}; {received} bytes were stored, resume from Upload-Offset later",
             crate::ports::bytes::nearly_full(*free, app.cfg.min_free_space)
         )),
+        BodyEnd::StorageFailed(f) if f.unavailable => {
+            tracing::error!(error = %f.message, "upload storage unreachable");
+            TusError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ERR_STORAGE_UNAVAILABLE",
+                format!(
+                    "the server's storage cannot be reached right now; {received} bytes were kept, resume \
+                     from Upload-Offset in a moment"
+                ),
+            )
+        }
         BodyEnd::StorageFailed(f) => {
             tracing::error!(error = %f.message, "writing upload bytes failed");
             TusError::new(

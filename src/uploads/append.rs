@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::blocks::{ALIGN, BLOCK_SIZE, Block, Blocks};
 use crate::digest::{Algorithm, ChunkHasher, Sha256Stream};
 use crate::ports::StoreError;
-use crate::ports::bytes::{ByteStore, Sink};
+use crate::ports::bytes::{ByteStore, Loc, Sink};
 use crate::ports::events::EventBus;
 use crate::ports::meta::MetaStore;
 use crate::record::{Offset, Timestamp, UploadRecord};
@@ -121,12 +121,14 @@ pub struct StorageFailure {
     /// The file system or a quota is full: the client can retry once space
     /// is freed (507 rather than 500).
     pub full: bool,
+    /// The store is away for now (object storage unreachable): 503.
+    pub unavailable: bool,
 }
 
 impl From<io::Error> for StorageFailure {
     fn from(e: io::Error) -> Self {
         let full = matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded);
-        StorageFailure { message: e.to_string(), full }
+        StorageFailure { message: e.to_string(), full, unavailable: crate::ports::unavailable(&e) }
     }
 }
 
@@ -158,9 +160,10 @@ pub struct Staged {
 /// synced file's length (`uploads::resume`), which the `lazy` flag allows.
 /// The first such store of an upload is flushed, so that the flag itself is
 /// durable. On a disk whose syncs are slow this halves what every PATCH
-/// waits for after its last byte.
-async fn store_offset(meta: &MetaStore, record: &mut UploadRecord) -> Result<()> {
-    let lazy = !record.is_complete();
+/// waits for after its last byte. A store whose length is not the offset's
+/// truth (a bucket) gets every offset flushed.
+async fn store_offset(meta: &MetaStore, bytes: &ByteStore, record: &mut UploadRecord) -> Result<()> {
+    let lazy = !record.is_complete() && bytes.length_is_offset();
     let flush = !(lazy && record.lazy);
     record.lazy = lazy;
     meta.put(record).await?;
@@ -295,6 +298,7 @@ where
             if let Some(sink) = done.sink.take() {
                 let offset = done.record.offset.0;
                 done.sink = tokio::task::spawn_blocking(move || {
+                    let mut sink = sink;
                     let _ = sink.truncate(offset);
                     sink
                 })
@@ -422,7 +426,7 @@ impl Appender {
     /// Opens the file and starts the threads; returns the first block,
     /// which starts at the page of the committed offset.
     async fn start_pipeline(&mut self) -> io::Result<Block> {
-        let (bytes, id, start) = (self.bytes.clone(), self.record.id, self.start);
+        let (bytes, id, start) = (self.bytes.clone(), Loc::of(&self.record), self.start);
         let checksum = self.checksum.map(Algorithm::hasher);
         let sha256 = self.record.sha256.clone();
         if start % ALIGN == 0 {
@@ -485,7 +489,7 @@ impl Appender {
         self.record.offset = Offset(self.start + self.written);
         self.record.sha256 = sha256;
         self.record.updated_at = Timestamp::now();
-        store_offset(&self.meta, &mut self.record).await.map_err(|e| io::Error::other(e.to_string()))?;
+        store_offset(&self.meta, &self.bytes, &mut self.record).await.map_err(|e| io::Error::other(e.to_string()))?;
         self.recorded = self.written;
         self.last_checkpoint = Instant::now();
         if let Some(events) = &self.progress {
@@ -728,7 +732,7 @@ impl Staged {
         {
             return Ok(digest.clone());
         }
-        Ok(self.bytes.digest(self.record.id, self.start, self.written, algorithm).await?)
+        Ok(self.bytes.digest(Loc::of(&self.record), self.start, self.written, algorithm).await?)
     }
 
     /// Records the new offset and digest state; `stage` already synced the bytes.
@@ -741,14 +745,14 @@ impl Staged {
         record.offset = Offset(end);
         record.sha256 = self.sha256_after.clone();
         record.updated_at = Timestamp::now();
-        store_offset(&self.meta, &mut record).await?;
+        store_offset(&self.meta, &self.bytes, &mut record).await?;
         self.record = record;
         Ok(self.record.clone())
     }
 
     /// Cuts the staged bytes off; the committed offset does not move.
     pub async fn discard(mut self) -> Result<UploadRecord> {
-        if let Some(sink) = self.sink.take() {
+        if let Some(mut sink) = self.sink.take() {
             let offset = self.record.offset.0;
             tokio::task::spawn_blocking(move || sink.truncate(offset))
                 .await

@@ -6,6 +6,7 @@ use crate::app::App;
 use crate::uploads::process;
 
 use crate::ports::StoreError;
+use crate::ports::bytes::Loc;
 use crate::record::UploadRecord;
 use crate::usage::Share;
 
@@ -23,8 +24,26 @@ pub async fn after_commit(
     Ok(None)
 }
 
+/// Makes the upload's bytes one readable whole in the byte store, with the
+/// type sniffed so far (a bucket joins its parts here; safe to repeat, and
+/// processing repeats it once the type is known).
+pub async fn finish_bytes(app: &App, rec: &UploadRecord) -> Result<(), StoreError> {
+    let content_type = rec
+        .asset
+        .as_ref()
+        .and_then(|a| a.sniffed.as_ref())
+        .map_or("application/octet-stream", |s| s.content_type.as_str());
+    app.bytes.finish(Loc::of(rec), rec.offset.0, content_type, &rec.sha256.finalize_hex()).await?;
+    Ok(())
+}
+
 /// Called once, right after the commit that completed `rec`.
 pub async fn on_complete(app: &Arc<App>, rec: &UploadRecord) {
+    // Before the answer: the client may GET the upload next. A failure
+    // here is repeated by processing, or by the final's assembly.
+    if let Err(e) = finish_bytes(app, rec).await {
+        tracing::warn!(upload = %rec.id, error = %e, "could not finish the stored bytes yet");
+    }
     // No longer in flight (its bytes were counted as they arrived).
     let after = rec.share();
     app.usage.moved(rec.project_id, Share { in_flight: true, ..after }, after);

@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::UploadError;
 use crate::app::App;
 use crate::ports::StoreError;
+use crate::ports::bytes::Loc;
 use crate::record::{Concat, Offset, Timestamp, UploadRecord};
 
 /// Refused unless `bytes` fit with the free-space reserve to spare.
@@ -40,7 +41,7 @@ pub async fn assemble(app: &App, rec: &mut UploadRecord) -> Result<bool, UploadE
     }
     check_room(app, pieces.iter().map(|p| p.1).sum())?;
     let sha =
-        app.bytes.concatenate(rec.id, pieces, app.cfg.min_free_space).await.map_err(|e| match e.kind() {
+        app.bytes.concatenate(Loc::of(rec), pieces, app.cfg.min_free_space).await.map_err(|e| match e.kind() {
             std::io::ErrorKind::StorageFull => {
                 UploadError::StorageFull(format!("{e}; the parts were not joined, try again later"))
             }

@@ -30,7 +30,7 @@ use crate::auth::Caller;
 use crate::digest::Algorithm;
 use crate::limits::{self, Creation, Refusal, UploadLimits};
 use crate::ports::StoreError;
-use crate::ports::bytes::ByteStore;
+use crate::ports::bytes::{ByteStore, Loc};
 use crate::ports::locks::UploadLock;
 use crate::ports::meta::MetaStore;
 use crate::record::{Concat, Offset, UploadRecord};
@@ -134,10 +134,10 @@ pub async fn create(app: &App, caller: &Caller, new: NewUpload<'_>) -> Result<Up
 ///
 /// Costs a `stat` on files; re-hashing happens only when bytes are missing.
 pub async fn verified(app: &App, rec: UploadRecord) -> Result<UploadRecord, StoreError> {
-    if rec.offset.0 == 0 || rec.is_final() || rec.is_complete() {
+    if rec.offset.0 == 0 || rec.is_final() || rec.is_complete() || !app.bytes.length_is_offset() {
         return Ok(rec);
     }
-    let stored = app.bytes.len(rec.id).await?;
+    let stored = app.bytes.len(Loc::of(&rec)).await?;
     if stored >= rec.offset.0 {
         return Ok(rec);
     }
@@ -162,14 +162,19 @@ pub async fn resume(
     usage: &Usage,
 ) -> Result<Vec<Uuid>, StoreError> {
     let mut found = meta.resume().await?;
-    let with_bytes = std::mem::take(&mut found.with_bytes);
+    let mut with_bytes = std::mem::take(&mut found.with_bytes);
+    if !bytes.length_is_offset() {
+        // The records are the truth; nothing to compare them with.
+        with_bytes.clear();
+    }
     let (short, longer) = {
         let bytes = bytes.clone();
         type Found = (Vec<(Uuid, Offset)>, Vec<(Uuid, u64)>);
         tokio::task::spawn_blocking(move || -> std::io::Result<Found> {
             let (mut short, mut longer) = (Vec::new(), Vec::new());
             for (id, offset) in with_bytes {
-                let stored = bytes.len_blocking(id)?;
+                // Files are named by id alone (only a file store's length is an offset).
+                let stored = bytes.len_blocking(Loc { project: Uuid::nil(), id })?;
                 if stored < offset.0 {
                     short.push((id, offset));
                 } else if stored > offset.0 {
@@ -252,7 +257,7 @@ fn catch_up(bytes: &ByteStore, rec: &mut UploadRecord, stored: u64) -> Result<bo
     if to <= rec.offset.0 {
         return Ok(false);
     }
-    rec.sha256 = bytes.hash_on_blocking(rec.id, rec.sha256.clone(), to)?;
+    rec.sha256 = bytes.hash_on_blocking(Loc::of(rec), rec.sha256.clone(), to)?;
     rec.offset = Offset(to);
     rec.lazy = false;
     Ok(true)
@@ -267,12 +272,12 @@ pub fn wind_back(bytes: &ByteStore, rec: &mut UploadRecord) -> Result<bool, Stor
     if rec.offset.0 == 0 || rec.is_final() || rec.is_complete() {
         return Ok(false);
     }
-    let stored = bytes.len_blocking(rec.id)?;
+    let stored = bytes.len_blocking(Loc::of(rec))?;
     if stored >= rec.offset.0 {
         return Ok(false);
     }
     rec.offset = Offset(stored);
-    rec.sha256 = bytes.hash_prefix_blocking(rec.id, stored)?;
+    rec.sha256 = bytes.hash_prefix_blocking(Loc::of(rec), stored)?;
     Ok(true)
 }
 

@@ -9,12 +9,13 @@ use crate::asset::probe::{self, ProbeError};
 use crate::asset::{AssetState, SNIFF_BYTES, Sniffed, sniff};
 use crate::limits::Effective;
 use crate::ports::StoreError;
+use crate::ports::bytes::Loc;
 use crate::record::{Offset, Timestamp, UploadRecord};
 use crate::uploads::append::SniffGate;
 
 /// The upload's first `len` bytes (fewer than the sniff window).
-async fn read_prefix(app: &App, id: Uuid, len: usize) -> Result<Vec<u8>, StoreError> {
-    Ok(app.bytes.read_prefix(id, len).await?)
+async fn read_prefix(app: &App, rec: &UploadRecord, len: usize) -> Result<Vec<u8>, StoreError> {
+    Ok(app.bytes.read_prefix(Loc::of(rec), len).await?)
 }
 
 /// For a request appending to `rec` while its type is unknown and some type
@@ -34,7 +35,7 @@ pub async fn sniff_gate(
     if want == 0 {
         return Ok(None);
     }
-    let prefix = read_prefix(app, rec.id, rec.offset.0 as usize).await?;
+    let prefix = read_prefix(app, rec, rec.offset.0 as usize).await?;
     let allowed = limits.limits.clone();
     Ok(Some(SniffGate {
         prefix,
@@ -77,7 +78,7 @@ pub async fn refuse(
     rec.updated_at = Timestamp::now();
     app.meta.put(&rec).await?;
     app.meta.flush().await?;
-    app.bytes.delete(rec.id).await?;
+    app.bytes.delete(Loc::of(&rec)).await?;
     app.usage.moved(rec.project_id, before, rec.share());
     tracing::info!(upload = %rec.id, reason = %why, "upload refused");
     app.events.emit(crate::events::Kind::Failed, &rec);
@@ -113,7 +114,7 @@ pub async fn sniff_if_due(app: &App, rec: &mut UploadRecord) -> Result<(), Store
     if !due {
         return Ok(());
     }
-    let prefix = read_prefix(app, rec.id, rec.offset.0.min(SNIFF_BYTES) as usize).await?;
+    let prefix = read_prefix(app, rec, rec.offset.0.min(SNIFF_BYTES) as usize).await?;
     if let Some(asset) = rec.asset.as_mut() {
         asset.sniffed = Some(sniff::sniff(&prefix));
     }
@@ -149,6 +150,22 @@ async fn run(app: Arc<App>, id: Uuid) {
     let _permit = app.probe_slots.acquire().await.expect("semaphore never closes");
     let Ok(Some(rec)) = app.meta.get(id).await else { return };
     let Some(sniffed) = rec.asset.as_ref().and_then(|a| a.sniffed.clone()) else { return };
+    // The bytes made whole with their type first (a bucket's parts joined);
+    // a store away for a while is waited for, then left to the next start.
+    let mut wait = std::time::Duration::from_secs(1);
+    loop {
+        match super::complete::finish_bytes(&app, &rec).await {
+            Ok(()) => break,
+            Err(e) if e.is_unavailable() && wait < std::time::Duration::from_secs(60) => {
+                tracing::warn!(asset = %id, error = %e, "byte store away; finishing the upload again soon");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            Err(e) => {
+                return tracing::error!(asset = %id, error = %e, "could not finish the stored bytes; retried at next start");
+            }
+        }
+    }
 
     let limits = crate::limits::for_upload(&app, &rec);
     let outcome = match &limits.limits.allowed_types {
@@ -162,15 +179,15 @@ async fn run(app: Arc<App>, id: Uuid) {
                 limits.limits.types_list()
             ),
         }),
-        _ => match app.bytes.local_path(id) {
-            None => Err(ProbeError {
-                code: "processing_failed",
-                message: "this byte store cannot be probed yet (no local file)".into(),
-            }),
-            Some(path) => {
-                let s = sniffed.clone();
-                tokio::task::spawn_blocking(move || {
-                    std::panic::catch_unwind(|| probe::probe(&path, &s)).unwrap_or_else(|_| {
+        _ => {
+            let (bytes, loc, len, s) = (app.bytes.clone(), Loc::of(&rec), rec.offset.0, sniffed.clone());
+            tokio::task::spawn_blocking(move || {
+                let reader = bytes.reader_blocking(loc, len).map_err(|e| ProbeError {
+                    code: "processing_failed",
+                    message: format!("cannot read the stored bytes: {e}"),
+                })?;
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| probe::probe_reader(reader, len, &s)))
+                    .unwrap_or_else(|_| {
                         Err(ProbeError {
                             code: "media_unreadable",
                             message: "the media could not be parsed".into(),
@@ -179,8 +196,7 @@ async fn run(app: Arc<App>, id: Uuid) {
                 })
                 .await
                 .unwrap_or_else(|e| Err(ProbeError { code: "processing_failed", message: e.to_string() }))
-            }
-        },
+        }
     };
 
     let result = async {

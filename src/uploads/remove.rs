@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use crate::app::App;
 use crate::ports::StoreError;
+use crate::ports::bytes::Loc;
 use crate::record::GoneReason;
 use crate::usage::Share;
 
@@ -14,8 +15,10 @@ use crate::usage::Share;
 pub async fn remove(app: &App, id: Uuid, reason: GoneReason) -> Result<(), StoreError> {
     let removed = app.meta.remove(id, reason).await?;
     app.meta.flush().await?;
-    app.bytes.delete(id).await?;
     if let Some(rec) = &removed {
+        // Without a record (removed before a crash) the sweeper at start
+        // finds the bytes no upload owns.
+        app.bytes.delete(Loc::of(rec)).await?;
         app.usage.moved(rec.project_id, rec.share(), Share::default());
         app.events.emit(crate::events::Kind::Deleted, rec);
     }

@@ -2,9 +2,7 @@
 //! width and height from the header through `imagesize`, after a check of the
 //! PNG IHDR chunk so that a damaged PNG header is reported, not measured.
 
-use std::fs::File;
-use std::io::Read;
-use std::path::Path;
+use std::io::{BufReader, Read, Seek, SeekFrom};
 
 use super::{PResult, Probe, bad};
 use crate::asset::bytes::be32;
@@ -13,11 +11,12 @@ use crate::asset::bytes::be32;
 const IMAGESIZE_FORMATS: &[&str] =
     &["png", "jpg", "gif", "webp", "bmp", "tif", "ico", "heif", "avif", "jxl", "psd"];
 
-pub(super) fn probe(path: &Path, ext: &str) -> PResult<Probe> {
+pub(super) fn probe<R: Read + Seek>(mut r: R, ext: &str) -> PResult<Probe> {
     if ext == "png" {
-        check_png_header(path)?;
+        check_png_header(&mut r)?;
     }
-    match imagesize::size(path) {
+    r.seek(SeekFrom::Start(0)).map_err(|e| bad(format!("cannot read the stored bytes: {e}")))?;
+    match imagesize::reader_size(BufReader::with_capacity(16 << 10, r)) {
         Ok(s) if s.width > 0 && s.height > 0 => Ok(Probe {
             duration_seconds: None,
             width: u32::try_from(s.width).ok(),
@@ -38,8 +37,7 @@ pub(super) fn probe(path: &Path, ext: &str) -> PResult<Probe> {
 
 /// PNG signature + a complete IHDR chunk with a valid CRC (imagesize only
 /// reads the two size fields).
-fn check_png_header(path: &Path) -> PResult<()> {
-    let mut f = File::open(path).map_err(|e| bad(format!("cannot open the stored file: {e}")))?;
+fn check_png_header<R: Read + Seek>(f: &mut R) -> PResult<()> {
     let mut h = [0u8; 33];
     f.read_exact(&mut h).map_err(|_| bad("the PNG header is truncated"))?;
     if &h[..8] != b"\x89PNG\r\n\x1a\n" || be32(&h, 8) != Some(13) || &h[12..16] != b"IHDR" {

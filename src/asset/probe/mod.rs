@@ -67,10 +67,21 @@ pub fn probe(path: &Path, sniffed: &Sniffed) -> Result<Probe, ProbeError> {
     if !matches!(sniffed.kind, AssetType::Audio | AssetType::Video | AssetType::Image) {
         return Ok(Probe::default());
     }
+    let file = File::open(path).map_err(|e| bad(format!("cannot open the stored file: {e}")))?;
+    let len = file.metadata().map_err(|e| bad(format!("cannot stat the stored file: {e}")))?.len();
+    probe_reader(file, len, sniffed)
+}
+
+/// [`probe`] over any seekable reader of `len` bytes (a ranged reader of
+/// an object in a bucket).
+pub fn probe_reader<R: Read + Seek>(file: R, len: u64, sniffed: &Sniffed) -> Result<Probe, ProbeError> {
+    if !matches!(sniffed.kind, AssetType::Audio | AssetType::Video | AssetType::Image) {
+        return Ok(Probe::default());
+    }
     let ext = sniffed.extension.as_deref().unwrap_or("");
     let kind = sniffed.kind;
     let label = format!("{} ({})", sniffed.content_type, kind.as_str());
-    match std::panic::catch_unwind(|| probe_inner(path, kind, ext)) {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| probe_inner(file, len, kind, ext))) {
         Ok(Ok(p)) => Ok(p),
         Ok(Err(mut e)) => {
             e.message = format!("{label}: {}", e.message);
@@ -80,12 +91,10 @@ pub fn probe(path: &Path, sniffed: &Sniffed) -> Result<Probe, ProbeError> {
     }
 }
 
-fn probe_inner(path: &Path, kind: AssetType, ext: &str) -> PResult<Probe> {
+fn probe_inner<R: Read + Seek>(file: R, len: u64, kind: AssetType, ext: &str) -> PResult<Probe> {
     if kind == AssetType::Image {
-        return image::probe(path, ext);
+        return image::probe(file, ext);
     }
-    let file = File::open(path).map_err(|e| bad(format!("cannot open the stored file: {e}")))?;
-    let len = file.metadata().map_err(|e| bad(format!("cannot stat the stored file: {e}")))?.len();
     let mut src = Src::new(BufReader::with_capacity(32 * 1024, file), len);
     let video = kind == AssetType::Video;
     match ext {

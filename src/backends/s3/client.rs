@@ -45,7 +45,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 type Body = BoxBody<Bytes, io::Error>;
 
 /// Where the bucket is and who we are to it.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct S3Settings {
     pub endpoint: String,
     pub bucket: String,
@@ -53,6 +53,19 @@ pub struct S3Settings {
     pub path_style: bool,
     pub access_key_id: String,
     pub secret_access_key: String,
+}
+
+impl fmt::Debug for S3Settings {
+    /// Without the secret: settings end up in logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("path_style", &self.path_style)
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
@@ -92,6 +105,8 @@ impl From<S3Error> for io::Error {
     fn from(e: S3Error) -> io::Error {
         let kind = match &e {
             S3Error::Unreachable(_) => io::ErrorKind::NotConnected,
+            // The store is there but failing (500, 503 SlowDown): retry later.
+            S3Error::Refused { status, .. } if status.is_server_error() => io::ErrorKind::NotConnected,
             S3Error::Refused { status, .. } if *status == StatusCode::NOT_FOUND => io::ErrorKind::NotFound,
             _ => io::ErrorKind::Other,
         };
@@ -192,13 +207,11 @@ impl S3Client {
         }
     }
 
-    /// Starts a multipart upload; the object's `Content-Type` is fixed here.
-    pub async fn create_multipart(&self, key: &str, content_type: Option<&str>) -> Result<String, S3Error> {
+    /// Starts a multipart upload; the object's `Content-Type` and metadata
+    /// (`headers`) are fixed here.
+    pub async fn create_multipart(&self, key: &str, headers: &[(&str, String)]) -> Result<String, S3Error> {
         let mut action = self.bucket.create_multipart_upload(Some(&self.credentials), key);
-        let headers = sign_headers(
-            &mut action,
-            content_type.map(|ct| vec![("content-type", ct.to_string())]).unwrap_or_default(),
-        );
+        let headers = sign_headers(&mut action, headers.to_vec());
         let url = action.sign(SIGN_TTL);
         let (_, body) = self.call(Method::POST, url, &headers, empty(), CALL_TIMEOUT).await?;
         let text = utf8(&body)?;
@@ -364,6 +377,59 @@ impl S3Client {
         match self.call(Method::DELETE, url, &[], empty(), CALL_TIMEOUT).await {
             Err(e) if e.is_not_found() => Ok(()),
             other => other.map(|_| ()),
+        }
+    }
+
+    /// Copies `source` onto `key` on the store's side, replacing its
+    /// metadata with `headers` (`content-type`, `x-amz-meta-…`). One call
+    /// copies at most 5 GiB.
+    pub async fn copy_object(&self, source: &str, key: &str, headers: &[(&str, String)]) -> Result<(), S3Error> {
+        let mut action = self.bucket.put_object(Some(&self.credentials), key);
+        let mut all = vec![
+            ("x-amz-copy-source", format!("/{}/{}", self.bucket.name(), source)),
+            ("x-amz-metadata-directive", "REPLACE".to_string()),
+        ];
+        all.extend(headers.iter().cloned());
+        let all = sign_headers(&mut action, all);
+        let url = action.sign(SIGN_TTL);
+        let (_, body) = self.call(Method::PUT, url, &all, empty(), CALL_TIMEOUT * 4).await?;
+        let text = utf8(&body)?;
+        if text.contains("<Error>") {
+            return Err(refusal_in_body(text));
+        }
+        Ok(())
+    }
+
+    /// The keys (and sizes) of every object under `prefix` (all pages).
+    pub async fn list_objects(&self, prefix: &str) -> Result<Vec<(String, u64)>, S3Error> {
+        let mut found = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut action = self.bucket.list_objects_v2(Some(&self.credentials));
+            action.with_prefix(prefix);
+            if let Some(t) = &token {
+                action.with_continuation_token(t.clone());
+            }
+            let url = action.sign(SIGN_TTL);
+            let (_, body) = self.call(Method::GET, url, &[], empty(), CALL_TIMEOUT).await?;
+            let page = rusty_s3::actions::ListObjectsV2::parse_response(utf8(&body)?)
+                .map_err(|e| S3Error::Garbled(format!("ListObjectsV2: {e}")))?;
+            found.extend(page.contents.into_iter().map(|c| (c.key, c.size)));
+            match page.next_continuation_token {
+                Some(t) if token.as_ref() != Some(&t) => token = Some(t),
+                _ => break,
+            }
+        }
+        Ok(found)
+    }
+
+    /// The object's headers (length, type, `x-amz-meta-…`), or `None` when there is none.
+    pub async fn head_headers(&self, key: &str) -> Result<Option<HeaderMap>, S3Error> {
+        let url = self.bucket.head_object(Some(&self.credentials), key).sign(SIGN_TTL);
+        match self.call(Method::HEAD, url, &[], empty(), CALL_TIMEOUT).await {
+            Ok((headers, _)) => Ok(Some(headers)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
         }
     }
 

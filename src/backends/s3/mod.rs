@@ -1,7 +1,8 @@
-//! Upload bytes in an S3-compatible bucket (issue 16). So far: the client
-//! the byte store will speak through, tested against a real Garage.
+//! Upload bytes in an S3-compatible bucket: the client, and the byte store
+//! built on it.
 
 pub mod client;
+pub mod store;
 
 #[cfg(test)]
 mod tests;

@@ -109,7 +109,7 @@ async fn a_multipart_upload_holds_exactly_its_parts_and_copies_on_the_store() {
     let first = pattern(5 << 20, 1);
     let second = pattern(1000, 2);
 
-    let id = s3.create_multipart(key, Some("image/png")).await.unwrap();
+    let id = s3.create_multipart(key, &[("content-type", "image/png".to_string())]).await.unwrap();
     // Sent in pieces, as a PATCH's blocks arrive.
     let pieces: Vec<Bytes> = first.chunks(300_001).map(Bytes::copy_from_slice).collect();
     let e1 = s3.upload_part(key, &id, 1, pieces, first.len() as u64).await.unwrap();
@@ -132,7 +132,7 @@ async fn a_multipart_upload_holds_exactly_its_parts_and_copies_on_the_store() {
 
     // A presigned GET works for anyone holding it.
     let url = s3.presign_get(key, std::time::Duration::from_secs(60), None);
-    let copy = s3.create_multipart("p/copy", None).await.unwrap();
+    let copy = s3.create_multipart("p/copy", &[]).await.unwrap();
     let c1 = s3.upload_part_copy("p/copy", &copy, 1, key, Some((0, (5 << 20) - 1))).await.unwrap();
     let c2 = s3.upload_part_copy("p/copy", &copy, 2, key, None).await.unwrap();
     s3.complete("p/copy", &copy, &[c1, c2]).await.unwrap();
@@ -149,7 +149,7 @@ async fn a_multipart_upload_holds_exactly_its_parts_and_copies_on_the_store() {
 async fn aborts_deletes_and_small_objects_are_idempotent() {
     let garage = Garage::start();
     let s3 = garage.client();
-    let id = s3.create_multipart("q/open", None).await.unwrap();
+    let id = s3.create_multipart("q/open", &[]).await.unwrap();
     s3.upload_part("q/open", &id, 1, vec![Bytes::from_static(b"tail")], 4).await.unwrap();
     s3.abort("q/open", &id).await.unwrap();
     s3.abort("q/open", &id).await.expect("aborting twice");

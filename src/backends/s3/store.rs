@@ -1,0 +1,623 @@
+//! Upload bytes in an S3 bucket, behind the byte store port.
+//!
+//! Each upload is one object, `{prefix}{project}/{id}`, written as one
+//! multipart upload. Bytes collect in a buffer of one part (all parts but
+//! the last the same size, as Cloudflare R2 requires); a full buffer goes
+//! up as the next part. A sync (the end of a PATCH, a checkpoint) stores
+//! what is in the buffer as a *tail* object, `{key}.part{n}`, named after
+//! the part it will become: the bytes before the 204 are then in the
+//! bucket, as tusd keeps its `.part` object. The next append reads the
+//! tail back into its buffer and carries on.
+//!
+//! Why this stays true after `kill -9` at any instant: the offset comes
+//! from the metadata record, committed only after the sync; a part or a
+//! tail written past it is either overwritten by the next append (parts
+//! are numbered by position) or belongs to a later part than any the record
+//! names. A tail is always written whole from its part's first byte, so its
+//! first `offset - base` bytes are the committed ones even if a crash left
+//! more after them.
+//!
+//! Parts of an unfinished multipart upload cannot be read back, so the
+//! upload's first bytes (for sniffing) are also kept as `{key}.head` once
+//! the first part goes up; everything else is read after completion, which
+//! `finish` makes: the last partial part is copied from its tail on the
+//! store's side, the parts joined, and the object given its sniffed
+//! `Content-Type` and its sha256 as metadata.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::runtime::Handle;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use uuid::Uuid;
+
+use super::client::{ByteStream, S3Client, S3Error};
+use crate::blocks::{ALIGN, Block};
+use crate::digest::Sha256Stream;
+
+/// The upload's first bytes kept readable while its parts are not.
+const HEAD_BYTES: usize = 64 << 10;
+/// The most one CopyObject may copy.
+const MAX_COPY: u64 = 5 << 30;
+
+/// How a node uses its bucket.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    /// Put before every key (`uploads/`, or empty).
+    pub prefix: String,
+    /// Bytes per part (5 MiB at least; a multiple of 4 KiB).
+    pub part_size: u64,
+    /// Bytes all uploads' part buffers may hold together.
+    pub buffer: u64,
+}
+
+pub struct S3Store {
+    client: S3Client,
+    layout: Layout,
+    /// Part buffers, counted in KiB: an append waits for a whole part's
+    /// worth before it starts, so no append ever holds half of what it needs.
+    buffers: Arc<Semaphore>,
+    runtime: Handle,
+    /// Multipart upload ids by key, so an append does not list them again.
+    uploads: Mutex<HashMap<String, String>>,
+}
+
+fn refused(e: S3Error) -> io::Error {
+    e.into()
+}
+
+fn corrupt(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+async fn collect(mut stream: ByteStream, cap: usize) -> io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(cap);
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk?);
+    }
+    Ok(out)
+}
+
+impl S3Store {
+    /// Must be called inside the runtime the store's blocking calls wait on.
+    pub fn new(client: S3Client, layout: Layout) -> S3Store {
+        let kib = (layout.buffer.max(layout.part_size) >> 10).min(u32::MAX as u64) as usize;
+        S3Store {
+            client,
+            layout,
+            buffers: Arc::new(Semaphore::new(kib)),
+            runtime: Handle::current(),
+            uploads: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn client(&self) -> &S3Client {
+        &self.client
+    }
+
+    pub fn key(&self, project: Uuid, id: Uuid) -> String {
+        format!("{}{}/{}", self.layout.prefix, project, id)
+    }
+
+    fn tail_key(key: &str, part: u64) -> String {
+        format!("{key}.part{part}")
+    }
+
+    fn head_key(key: &str) -> String {
+        format!("{key}.head")
+    }
+
+    /// The key's multipart upload, started if `create` and there is none.
+    async fn upload_id(&self, key: &str, create: bool) -> Result<Option<String>, S3Error> {
+        if let Some(id) = self.uploads.lock().expect("upload ids").get(key) {
+            return Ok(Some(id.clone()));
+        }
+        let mut pending: Vec<_> =
+            self.client.list_multipart(key).await?.into_iter().filter(|p| p.key == key).collect();
+        // Two only if a crash came between starting one and using it: the
+        // older is the one parts went to.
+        pending.sort_by(|a, b| a.initiated.cmp(&b.initiated));
+        let id = match pending.into_iter().next() {
+            Some(p) => p.upload_id,
+            None if create => self.client.create_multipart(key, &[]).await?,
+            None => return Ok(None),
+        };
+        self.uploads.lock().expect("upload ids").insert(key.to_string(), id.clone());
+        Ok(Some(id))
+    }
+
+    fn forget(&self, key: &str) {
+        self.uploads.lock().expect("upload ids").remove(key);
+    }
+
+    /// Bytes durably stored: the object's length once complete, else the
+    /// full parts in a row from the first and the tail after them.
+    pub async fn len(&self, project: Uuid, id: Uuid) -> io::Result<u64> {
+        let key = self.key(project, id);
+        if let Some(len) = self.client.head_object(&key).await.map_err(refused)? {
+            return Ok(len);
+        }
+        let ps = self.layout.part_size;
+        let mut full = 0u64;
+        if let Some(upload) = self.upload_id(&key, false).await.map_err(refused)? {
+            for part in self.client.list_parts(&key, &upload).await.map_err(refused)? {
+                if u64::from(part.number) != full + 1 || part.size != ps {
+                    break;
+                }
+                full += 1;
+            }
+        }
+        let tail = self.client.head_object(&Self::tail_key(&key, full + 1)).await.map_err(refused)?;
+        Ok(full * ps + tail.unwrap_or(0))
+    }
+
+    pub async fn exists(&self, project: Uuid, id: Uuid) -> io::Result<bool> {
+        let key = self.key(project, id);
+        Ok(!self.client.list_objects(&key).await.map_err(refused)?.is_empty()
+            || self.upload_id(&key, false).await.map_err(refused)?.is_some())
+    }
+
+    /// `len` bytes from `start` of a finished upload.
+    pub async fn read(&self, project: Uuid, id: Uuid, start: u64, len: u64) -> io::Result<ByteStream> {
+        if len == 0 {
+            return Ok(Box::pin(futures_util::stream::empty()));
+        }
+        let key = self.key(project, id);
+        self.client.get_object(&key, Some((start, start + len - 1))).await.map_err(|e| match e.is_not_found() {
+            true => io::Error::new(
+                io::ErrorKind::NotFound,
+                "the upload's bytes are in object storage only once the upload is complete",
+            ),
+            false => e.into(),
+        })
+    }
+
+    /// The first `len` bytes: from the object once complete, else from the
+    /// copy of its first bytes or its first tail.
+    pub async fn read_prefix(&self, project: Uuid, id: Uuid, len: usize) -> io::Result<Vec<u8>> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let key = self.key(project, id);
+        let range = Some((0, len as u64 - 1));
+        for candidate in [key.clone(), Self::head_key(&key), Self::tail_key(&key, 1)] {
+            match self.client.get_object(&candidate, range).await {
+                Ok(stream) => {
+                    let bytes = collect(stream, len).await?;
+                    if bytes.len() == len {
+                        return Ok(bytes);
+                    }
+                }
+                Err(e) if e.is_not_found() || matches!(&e, S3Error::Refused { code, .. } if code == "InvalidRange") => {
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("fewer than {len} bytes are stored")))
+    }
+
+    /// Digest input: `len` bytes from `start` of a finished upload, chunk by chunk.
+    pub async fn read_range(
+        &self,
+        project: Uuid,
+        id: Uuid,
+        start: u64,
+        len: u64,
+        mut each: impl FnMut(&[u8]),
+    ) -> io::Result<()> {
+        let mut stream = self.read(project, id, start, len).await?;
+        let mut seen = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            seen += chunk.len() as u64;
+            each(&chunk);
+        }
+        if seen != len {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("{seen} of {len} bytes read")));
+        }
+        Ok(())
+    }
+
+    /// Aborts the multipart upload and removes every object of the upload.
+    pub async fn delete(&self, project: Uuid, id: Uuid) -> io::Result<()> {
+        let key = self.key(project, id);
+        for pending in self.client.list_multipart(&key).await.map_err(refused)? {
+            if pending.key == key {
+                self.client.abort(&key, &pending.upload_id).await.map_err(refused)?;
+            }
+        }
+        self.forget(&key);
+        self.delete_objects_of(&key, true).await
+    }
+
+    /// The upload's tails and head copy, and with `object` the object itself.
+    async fn delete_objects_of(&self, key: &str, object: bool) -> io::Result<()> {
+        for (found, _) in self.client.list_objects(key).await.map_err(refused)? {
+            let ours = found == key || found.strip_prefix(key).is_some_and(|rest| rest.starts_with('.'));
+            if ours && (object || found != key) {
+                self.client.delete_object(&found).await.map_err(refused)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the upload's `len` bytes one object with `content_type` and its
+    /// sha256 as metadata, then removes the tails. Safe to repeat: an object
+    /// that already carries `sha256` is left as it is.
+    pub async fn finish(
+        &self,
+        project: Uuid,
+        id: Uuid,
+        len: u64,
+        content_type: &str,
+        sha256: &str,
+    ) -> io::Result<()> {
+        let key = self.key(project, id);
+        let meta = [("content-type", content_type.to_string()), ("x-amz-meta-sha256", sha256.to_string())];
+        let upload = self.upload_id(&key, false).await.map_err(refused)?;
+        if upload.is_none()
+            && let Some(headers) = self.client.head_headers(&key).await.map_err(refused)?
+        {
+            let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let stored: u64 = header("content-length").parse().unwrap_or(0);
+            if stored != len {
+                return Err(corrupt(format!("the object {key} holds {stored} bytes, not {len}")));
+            }
+            if header("x-amz-meta-sha256") != sha256 || header("content-type") != content_type {
+                self.set_metadata(&key, len, &meta).await?;
+            }
+            return self.delete_objects_of(&key, false).await;
+        }
+        let ps = self.layout.part_size;
+        let (full, rest) = (len / ps, len % ps);
+        match upload {
+            None => {
+                // Never a full part: the whole upload is its first tail.
+                let body = if len == 0 {
+                    Vec::new()
+                } else {
+                    let tail = Self::tail_key(&key, 1);
+                    let stream = self.client.get_object(&tail, Some((0, len - 1))).await.map_err(refused)?;
+                    let bytes = collect(stream, len as usize).await?;
+                    if bytes.len() as u64 != len {
+                        return Err(corrupt(format!("the tail {tail} holds {} bytes, not {len}", bytes.len())));
+                    }
+                    vec![Bytes::from(bytes)]
+                };
+                self.client.put_object(&key, body, &meta).await.map_err(refused)?;
+            }
+            Some(upload) => {
+                let parts = self.client.list_parts(&key, &upload).await.map_err(refused)?;
+                let mut etags = Vec::new();
+                for n in 1..=full {
+                    match parts.iter().find(|p| u64::from(p.number) == n) {
+                        Some(p) if p.size == ps => etags.push(p.etag.clone()),
+                        _ => return Err(corrupt(format!("part {n} of {key} is missing"))),
+                    }
+                }
+                if rest > 0 {
+                    let number = full + 1;
+                    let tail = Self::tail_key(&key, number);
+                    let etag = self
+                        .client
+                        .upload_part_copy(&key, &upload, number as u16, &tail, Some((0, rest - 1)))
+                        .await
+                        .map_err(refused)?;
+                    etags.push(etag);
+                }
+                self.client.complete(&key, &upload, &etags).await.map_err(refused)?;
+                self.forget(&key);
+                self.set_metadata(&key, len, &meta).await?;
+            }
+        }
+        self.delete_objects_of(&key, false).await
+    }
+
+    /// Gives a complete object new metadata by copying it onto itself (in
+    /// pieces of whole parts past what one copy may take).
+    async fn set_metadata(&self, key: &str, len: u64, meta: &[(&str, String)]) -> io::Result<()> {
+        if len <= MAX_COPY {
+            return self.client.copy_object(key, key, meta).await.map_err(refused);
+        }
+        let ps = self.layout.part_size;
+        let piece = (MAX_COPY / ps) * ps;
+        let upload = self.client.create_multipart(key, meta).await.map_err(refused)?;
+        let mut etags = Vec::new();
+        let mut at = 0u64;
+        while at < len {
+            let last = (at + piece).min(len) - 1;
+            let n = etags.len() as u16 + 1;
+            etags.push(self.client.upload_part_copy(key, &upload, n, key, Some((at, last))).await.map_err(refused)?);
+            at = last + 1;
+        }
+        self.client.complete(key, &upload, &etags).await.map_err(refused)
+    }
+
+    /// Opens the upload for appending at `start` (which the record says is
+    /// durable). Blocking: waits for a part's buffer, then reads the tail.
+    pub fn open_append(self: &Arc<Self>, project: Uuid, id: Uuid, start: u64) -> io::Result<(S3Sink, Vec<u8>)> {
+        self.runtime.block_on(async {
+            let writer = Writer::open(self.clone(), self.key(project, id), start).await?;
+            let page = start - start % ALIGN;
+            let head = writer.buf[(page - writer.base) as usize..].to_vec();
+            Ok((S3Sink { writer }, head))
+        })
+    }
+
+    /// Streams the parts, in order, into `final_id`'s object (durable on
+    /// return) and returns the SHA-256 state of the whole. A part with fewer
+    /// bytes than its length leaves nothing behind.
+    pub async fn concatenate(
+        self: &Arc<Self>,
+        project: Uuid,
+        final_id: Uuid,
+        parts: &[(Uuid, u64)],
+    ) -> io::Result<Sha256Stream> {
+        let key = self.key(project, final_id);
+        let result = async {
+            let mut writer = Writer::open(self.clone(), key.clone(), 0).await?;
+            let mut sha256 = Sha256Stream::default();
+            for (part, len) in parts {
+                if *len == 0 {
+                    continue;
+                }
+                let source = self.key(project, *part);
+                let mut stream =
+                    self.client.get_object(&source, Some((0, len - 1))).await.map_err(|e| match e.is_not_found() {
+                        true => corrupt(format!("the part {part} has no complete object")),
+                        false => e.into(),
+                    })?;
+                let mut seen = 0u64;
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk?;
+                    seen += chunk.len() as u64;
+                    sha256.update(&chunk);
+                    writer.push(&chunk).await.map_err(refused)?;
+                }
+                if seen != *len {
+                    return Err(corrupt(format!("the part {part} holds {seen} bytes, not {len}")));
+                }
+            }
+            writer.sync().await.map_err(refused)?;
+            Ok(sha256)
+        }
+        .await;
+        if result.is_err() {
+            let _ = self.delete(project, final_id).await;
+        }
+        result
+    }
+
+    /// Aborts multipart uploads and removes objects whose upload no record
+    /// names, among ids older than `before_ms`. Blocking (`known` may block
+    /// on the runtime too, so it is asked between the bucket's calls).
+    pub fn remove_orphans(&self, before_ms: u64, known: impl Fn(Uuid) -> io::Result<bool>) -> io::Result<usize> {
+        let prefix = self.layout.prefix.as_str();
+        let id_of = |key: &str| -> Option<Uuid> {
+            let name = key.strip_prefix(prefix)?.split('/').nth(1)?;
+            let id = Uuid::parse_str(name.split('.').next()?).ok()?;
+            let (secs, nanos) = id.get_timestamp()?.to_unix();
+            (secs * 1000 + u64::from(nanos) / 1_000_000 < before_ms).then_some(id)
+        };
+        let (pending, objects) = self.runtime.block_on(async {
+            let pending = self.client.list_multipart(prefix).await?;
+            let objects = self.client.list_objects(prefix).await?;
+            Ok::<_, S3Error>((pending, objects))
+        })
+        .map_err(refused)?;
+        let mut removed = 0;
+        for p in pending {
+            if let Some(id) = id_of(&p.key)
+                && !known(id)?
+            {
+                self.runtime.block_on(self.client.abort(&p.key, &p.upload_id)).map_err(refused)?;
+                self.forget(&p.key);
+                removed += 1;
+            }
+        }
+        for (key, _) in objects {
+            if let Some(id) = id_of(&key)
+                && !known(id)?
+            {
+                self.runtime.block_on(self.client.delete_object(&key)).map_err(refused)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// The part being filled, and where it goes.
+struct Writer {
+    store: Arc<S3Store>,
+    key: String,
+    /// Upload offset of `buf[0]`: a multiple of the part size.
+    base: u64,
+    buf: Vec<u8>,
+    /// `buf` differs from the tail in the bucket.
+    dirty: bool,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Writer {
+    async fn open(store: Arc<S3Store>, key: String, start: u64) -> io::Result<Writer> {
+        let ps = store.layout.part_size;
+        let kib = ((ps >> 10) as u32).min(store.buffers.available_permits().max(1) as u32);
+        let permit = store.buffers.clone().acquire_many_owned(kib.max(1)).await.map_err(io::Error::other)?;
+        let base = start - start % ps;
+        let mut buf = Vec::with_capacity(ps as usize);
+        if start > base {
+            let tail = S3Store::tail_key(&key, base / ps + 1);
+            let want = start - base;
+            let stream = store.client.get_object(&tail, Some((0, want - 1))).await.map_err(refused)?;
+            buf = collect(stream, ps as usize).await?;
+            if buf.len() as u64 != want {
+                return Err(corrupt(format!("the tail {tail} holds {} bytes, fewer than the {want} recorded", buf.len())));
+            }
+        }
+        if base > 0 && store.upload_id(&key, false).await.map_err(refused)?.is_none() {
+            return Err(corrupt(format!("{key} has {base} bytes recorded but no multipart upload")));
+        }
+        Ok(Writer { store, key, base, buf, dirty: false, _permit: permit })
+    }
+
+    fn end(&self) -> u64 {
+        self.base + self.buf.len() as u64
+    }
+
+    async fn push(&mut self, mut data: &[u8]) -> Result<(), S3Error> {
+        let ps = self.store.layout.part_size as usize;
+        while !data.is_empty() {
+            let n = (ps - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..n]);
+            self.dirty = true;
+            data = &data[n..];
+            if self.buf.len() == ps {
+                self.send_part().await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn send_part(&mut self) -> Result<(), S3Error> {
+        let ps = self.store.layout.part_size;
+        let number = self.base / ps + 1;
+        let client = &self.store.client;
+        let upload = self.store.upload_id(&self.key, true).await?.expect("created if missing");
+        if number == 1 {
+            let head = Bytes::copy_from_slice(&self.buf[..HEAD_BYTES.min(self.buf.len())]);
+            client.put_object(&S3Store::head_key(&self.key), vec![head], &[]).await?;
+        }
+        let part = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(ps as usize)));
+        client.upload_part(&self.key, &upload, number as u16, vec![part], ps).await?;
+        self.base += ps;
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// Stores the buffer as the tail, unless it is there already.
+    async fn sync(&mut self) -> Result<(), S3Error> {
+        if !self.dirty {
+            return Ok(());
+        }
+        let tail = S3Store::tail_key(&self.key, self.base / self.store.layout.part_size + 1);
+        self.store.client.put_object(&tail, vec![Bytes::copy_from_slice(&self.buf)], &[]).await?;
+        self.dirty = false;
+        Ok(())
+    }
+}
+
+/// One append's writer, driven by the upload pipeline's disk thread (its
+/// calls block on the runtime).
+pub struct S3Sink {
+    writer: Writer,
+}
+
+impl S3Sink {
+    /// Takes consecutive blocks; bytes before the buffer's end (a carried
+    /// partial page) are skipped.
+    pub fn write_run(&mut self, run: &[Arc<Block>]) -> io::Result<()> {
+        let runtime = self.writer.store.runtime.clone();
+        runtime.block_on(async {
+            for block in run {
+                let (offset, data) = (block.offset(), block.data());
+                let end = self.writer.end();
+                if offset > end {
+                    return Err(io::Error::other(format!("a gap in the bytes: {offset} after {end}")));
+                }
+                let skip = ((end - offset) as usize).min(data.len());
+                self.writer.push(&data[skip..]).await.map_err(refused)?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn sync(&mut self) -> io::Result<()> {
+        let runtime = self.writer.store.runtime.clone();
+        runtime.block_on(self.writer.sync()).map_err(refused)
+    }
+
+    /// Forgets what came after `len`; a tail stored with more is stored
+    /// again without it. Bytes of parts already sent are left: the next
+    /// append writes those parts again.
+    pub fn truncate(&mut self, len: u64) -> io::Result<()> {
+        let w = &mut self.writer;
+        if len < w.base {
+            w.buf.clear();
+            w.dirty = false;
+            return Ok(());
+        }
+        let keep = (len - w.base) as usize;
+        if keep < w.buf.len() {
+            w.buf.truncate(keep);
+            w.dirty = true;
+            self.sync()?;
+        }
+        Ok(())
+    }
+}
+
+/// A seekable reader over a finished object, fetching a window at a time
+/// (probing reads container headers with seeks, never the whole object).
+/// Blocking: used on the blocking pool.
+pub struct RangeReader {
+    store: Arc<S3Store>,
+    key: String,
+    len: u64,
+    pos: u64,
+    window: Vec<u8>,
+    window_at: u64,
+}
+
+/// Bytes fetched per ranged GET while probing.
+const WINDOW: u64 = 256 << 10;
+
+impl S3Store {
+    pub fn reader(self: &Arc<Self>, project: Uuid, id: Uuid, len: u64) -> RangeReader {
+        RangeReader { store: self.clone(), key: self.key(project, id), len, pos: 0, window: Vec::new(), window_at: 0 }
+    }
+}
+
+impl io::Read for RangeReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.len || out.is_empty() {
+            return Ok(0);
+        }
+        let in_window = self.pos >= self.window_at && self.pos < self.window_at + self.window.len() as u64;
+        if !in_window {
+            let last = (self.pos + WINDOW).min(self.len) - 1;
+            let (store, pos) = (&self.store, self.pos);
+            self.window = store.runtime.block_on(async {
+                let stream = store.client.get_object(&self.key, Some((pos, last))).await.map_err(refused)?;
+                collect(stream, (last - pos + 1) as usize).await
+            })?;
+            self.window_at = self.pos;
+            if self.window.is_empty() {
+                return Ok(0);
+            }
+        }
+        let from = (self.pos - self.window_at) as usize;
+        let n = (self.window.len() - from).min(out.len());
+        out[..n].copy_from_slice(&self.window[from..from + n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl io::Seek for RangeReader {
+    fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
+        let pos = match to {
+            io::SeekFrom::Start(p) => p as i128,
+            io::SeekFrom::End(d) => self.len as i128 + d as i128,
+            io::SeekFrom::Current(d) => self.pos as i128 + d as i128,
+        };
+        if pos < 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"));
+        }
+        self.pos = pos as u64;
+        Ok(self.pos)
+    }
+}
