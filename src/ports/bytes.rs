@@ -107,6 +107,9 @@ impl ByteStore {
     /// `len` bytes from `start`, as a stream.
     pub async fn read(&self, loc: Loc, start: u64, len: u64) -> io::Result<ByteStream> {
         use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        if len == 0 {
+            return Ok(Box::pin(futures_util::stream::empty()));
+        }
         match self {
             ByteStore::Files(f) => {
                 let mut file = tokio::fs::File::open(f.path(loc.id)).await?;
@@ -217,7 +220,9 @@ impl ByteStore {
     pub fn open_append_blocking(&self, loc: Loc, start: u64) -> io::Result<(Sink, Vec<u8>)> {
         match self {
             ByteStore::Files(f) => f.open_append(loc.id, start).map(|(s, head)| (Sink::File(s), head)),
-            ByteStore::S3(s) => s.open_append(loc.project, loc.id, start).map(|(s, head)| (Sink::S3(s), head)),
+            ByteStore::S3(s) => {
+                s.open_append(loc.project, loc.id, start).map(|(s, head)| (Sink::S3(s), head))
+            }
         }
     }
 
@@ -261,7 +266,9 @@ impl ByteStore {
     pub fn presigned_get(&self, loc: Loc, ttl: std::time::Duration, disposition: &str) -> Option<String> {
         match self {
             ByteStore::Files(_) => None,
-            ByteStore::S3(s) => Some(s.client().presign_get(&s.key(loc.project, loc.id), ttl, Some(disposition))),
+            ByteStore::S3(s) => {
+                Some(s.client().presign_get(&s.key(loc.project, loc.id), ttl, Some(disposition)))
+            }
         }
     }
 

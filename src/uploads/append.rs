@@ -489,7 +489,9 @@ impl Appender {
         self.record.offset = Offset(self.start + self.written);
         self.record.sha256 = sha256;
         self.record.updated_at = Timestamp::now();
-        store_offset(&self.meta, &self.bytes, &mut self.record).await.map_err(|e| io::Error::other(e.to_string()))?;
+        store_offset(&self.meta, &self.bytes, &mut self.record)
+            .await
+            .map_err(|e| io::Error::other(e.to_string()))?;
         self.recorded = self.written;
         self.last_checkpoint = Instant::now();
         if let Some(events) = &self.progress {

@@ -41,11 +41,13 @@ pub async fn assemble(app: &App, rec: &mut UploadRecord) -> Result<bool, UploadE
     }
     check_room(app, pieces.iter().map(|p| p.1).sum())?;
     let sha =
-        app.bytes.concatenate(Loc::of(rec), pieces, app.cfg.min_free_space).await.map_err(|e| match e.kind() {
-            std::io::ErrorKind::StorageFull => {
-                UploadError::StorageFull(format!("{e}; the parts were not joined, try again later"))
+        app.bytes.concatenate(Loc::of(rec), pieces, app.cfg.min_free_space).await.map_err(|e| {
+            match e.kind() {
+                std::io::ErrorKind::StorageFull => {
+                    UploadError::StorageFull(format!("{e}; the parts were not joined, try again later"))
+                }
+                _ => StoreError::Io(e).into(),
             }
-            _ => StoreError::Io(e).into(),
         })?;
     let total = sha.len();
     let before = rec.share();

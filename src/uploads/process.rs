@@ -186,16 +186,18 @@ async fn run(app: Arc<App>, id: Uuid) {
                     code: "processing_failed",
                     message: format!("cannot read the stored bytes: {e}"),
                 })?;
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| probe::probe_reader(reader, len, &s)))
-                    .unwrap_or_else(|_| {
-                        Err(ProbeError {
-                            code: "media_unreadable",
-                            message: "the media could not be parsed".into(),
-                        })
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    probe::probe_reader(reader, len, &s)
+                }))
+                .unwrap_or_else(|_| {
+                    Err(ProbeError {
+                        code: "media_unreadable",
+                        message: "the media could not be parsed".into(),
                     })
                 })
-                .await
-                .unwrap_or_else(|e| Err(ProbeError { code: "processing_failed", message: e.to_string() }))
+            })
+            .await
+            .unwrap_or_else(|e| Err(ProbeError { code: "processing_failed", message: e.to_string() }))
         }
     };
 

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod external;
+pub mod garage;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -383,7 +383,12 @@ impl S3Client {
     /// Copies `source` onto `key` on the store's side, replacing its
     /// metadata with `headers` (`content-type`, `x-amz-meta-…`). One call
     /// copies at most 5 GiB.
-    pub async fn copy_object(&self, source: &str, key: &str, headers: &[(&str, String)]) -> Result<(), S3Error> {
+    pub async fn copy_object(
+        &self,
+        source: &str,
+        key: &str,
+        headers: &[(&str, String)],
+    ) -> Result<(), S3Error> {
         let mut action = self.bucket.put_object(Some(&self.credentials), key);
         let mut all = vec![
             ("x-amz-copy-source", format!("/{}/{}", self.bucket.name(), source)),

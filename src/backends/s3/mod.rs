@@ -5,4 +5,4 @@ pub mod client;
 pub mod store;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

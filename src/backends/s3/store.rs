@@ -166,12 +166,14 @@ impl S3Store {
             return Ok(Box::pin(futures_util::stream::empty()));
         }
         let key = self.key(project, id);
-        self.client.get_object(&key, Some((start, start + len - 1))).await.map_err(|e| match e.is_not_found() {
-            true => io::Error::new(
-                io::ErrorKind::NotFound,
-                "the upload's bytes are in object storage only once the upload is complete",
-            ),
-            false => e.into(),
+        self.client.get_object(&key, Some((start, start + len - 1))).await.map_err(|e| {
+            match e.is_not_found() {
+                true => io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "the upload's bytes are in object storage only once the upload is complete",
+                ),
+                false => e.into(),
+            }
         })
     }
 
@@ -191,8 +193,9 @@ impl S3Store {
                         return Ok(bytes);
                     }
                 }
-                Err(e) if e.is_not_found() || matches!(&e, S3Error::Refused { code, .. } if code == "InvalidRange") => {
-                }
+                Err(e)
+                    if e.is_not_found()
+                        || matches!(&e, S3Error::Refused { code, .. } if code == "InvalidRange") => {}
                 Err(e) => return Err(e.into()),
             }
         }
@@ -283,7 +286,10 @@ impl S3Store {
                     let stream = self.client.get_object(&tail, Some((0, len - 1))).await.map_err(refused)?;
                     let bytes = collect(stream, len as usize).await?;
                     if bytes.len() as u64 != len {
-                        return Err(corrupt(format!("the tail {tail} holds {} bytes, not {len}", bytes.len())));
+                        return Err(corrupt(format!(
+                            "the tail {tail} holds {} bytes, not {len}",
+                            bytes.len()
+                        )));
                     }
                     vec![Bytes::from(bytes)]
                 };
@@ -330,7 +336,12 @@ impl S3Store {
         while at < len {
             let last = (at + piece).min(len) - 1;
             let n = etags.len() as u16 + 1;
-            etags.push(self.client.upload_part_copy(key, &upload, n, key, Some((at, last))).await.map_err(refused)?);
+            etags.push(
+                self.client
+                    .upload_part_copy(key, &upload, n, key, Some((at, last)))
+                    .await
+                    .map_err(refused)?,
+            );
             at = last + 1;
         }
         self.client.complete(key, &upload, &etags).await.map_err(refused)
@@ -338,7 +349,12 @@ impl S3Store {
 
     /// Opens the upload for appending at `start` (which the record says is
     /// durable). Blocking: waits for a part's buffer, then reads the tail.
-    pub fn open_append(self: &Arc<Self>, project: Uuid, id: Uuid, start: u64) -> io::Result<(S3Sink, Vec<u8>)> {
+    pub fn open_append(
+        self: &Arc<Self>,
+        project: Uuid,
+        id: Uuid,
+        start: u64,
+    ) -> io::Result<(S3Sink, Vec<u8>)> {
         self.runtime.block_on(async {
             let writer = Writer::open(self.clone(), self.key(project, id), start).await?;
             let page = start - start % ALIGN;
@@ -365,11 +381,12 @@ impl S3Store {
                     continue;
                 }
                 let source = self.key(project, *part);
-                let mut stream =
-                    self.client.get_object(&source, Some((0, len - 1))).await.map_err(|e| match e.is_not_found() {
+                let mut stream = self.client.get_object(&source, Some((0, len - 1))).await.map_err(|e| {
+                    match e.is_not_found() {
                         true => corrupt(format!("the part {part} has no complete object")),
                         false => e.into(),
-                    })?;
+                    }
+                })?;
                 let mut seen = 0u64;
                 while let Some(chunk) = stream.next().await {
                     let chunk = chunk?;
@@ -394,7 +411,11 @@ impl S3Store {
     /// Aborts multipart uploads and removes objects whose upload no record
     /// names, among ids older than `before_ms`. Blocking (`known` may block
     /// on the runtime too, so it is asked between the bucket's calls).
-    pub fn remove_orphans(&self, before_ms: u64, known: impl Fn(Uuid) -> io::Result<bool>) -> io::Result<usize> {
+    pub fn remove_orphans(
+        &self,
+        before_ms: u64,
+        known: impl Fn(Uuid) -> io::Result<bool>,
+    ) -> io::Result<usize> {
         let prefix = self.layout.prefix.as_str();
         let id_of = |key: &str| -> Option<Uuid> {
             let name = key.strip_prefix(prefix)?.split('/').nth(1)?;
@@ -402,12 +423,14 @@ impl S3Store {
             let (secs, nanos) = id.get_timestamp()?.to_unix();
             (secs * 1000 + u64::from(nanos) / 1_000_000 < before_ms).then_some(id)
         };
-        let (pending, objects) = self.runtime.block_on(async {
-            let pending = self.client.list_multipart(prefix).await?;
-            let objects = self.client.list_objects(prefix).await?;
-            Ok::<_, S3Error>((pending, objects))
-        })
-        .map_err(refused)?;
+        let (pending, objects) = self
+            .runtime
+            .block_on(async {
+                let pending = self.client.list_multipart(prefix).await?;
+                let objects = self.client.list_objects(prefix).await?;
+                Ok::<_, S3Error>((pending, objects))
+            })
+            .map_err(refused)?;
         let mut removed = 0;
         for p in pending {
             if let Some(id) = id_of(&p.key)
@@ -445,17 +468,22 @@ struct Writer {
 impl Writer {
     async fn open(store: Arc<S3Store>, key: String, start: u64) -> io::Result<Writer> {
         let ps = store.layout.part_size;
-        let kib = ((ps >> 10) as u32).min(store.buffers.available_permits().max(1) as u32);
-        let permit = store.buffers.clone().acquire_many_owned(kib.max(1)).await.map_err(io::Error::other)?;
+        // The budget holds at least one part (`S3Store::new`), so this ends.
+        let permit =
+            store.buffers.clone().acquire_many_owned((ps >> 10) as u32).await.map_err(io::Error::other)?;
         let base = start - start % ps;
-        let mut buf = Vec::with_capacity(ps as usize);
+        // Grown as bytes come: a small PATCH does not fault in a whole part.
+        let mut buf = Vec::new();
         if start > base {
             let tail = S3Store::tail_key(&key, base / ps + 1);
             let want = start - base;
             let stream = store.client.get_object(&tail, Some((0, want - 1))).await.map_err(refused)?;
             buf = collect(stream, ps as usize).await?;
             if buf.len() as u64 != want {
-                return Err(corrupt(format!("the tail {tail} holds {} bytes, fewer than the {want} recorded", buf.len())));
+                return Err(corrupt(format!(
+                    "the tail {tail} holds {} bytes, fewer than the {want} recorded",
+                    buf.len()
+                )));
             }
         }
         if base > 0 && store.upload_id(&key, false).await.map_err(refused)?.is_none() {
@@ -491,7 +519,7 @@ impl Writer {
             let head = Bytes::copy_from_slice(&self.buf[..HEAD_BYTES.min(self.buf.len())]);
             client.put_object(&S3Store::head_key(&self.key), vec![head], &[]).await?;
         }
-        let part = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(ps as usize)));
+        let part = Bytes::from(std::mem::take(&mut self.buf));
         client.upload_part(&self.key, &upload, number as u16, vec![part], ps).await?;
         self.base += ps;
         self.dirty = false;
@@ -577,7 +605,14 @@ const WINDOW: u64 = 256 << 10;
 
 impl S3Store {
     pub fn reader(self: &Arc<Self>, project: Uuid, id: Uuid, len: u64) -> RangeReader {
-        RangeReader { store: self.clone(), key: self.key(project, id), len, pos: 0, window: Vec::new(), window_at: 0 }
+        RangeReader {
+            store: self.clone(),
+            key: self.key(project, id),
+            len,
+            pos: 0,
+            window: Vec::new(),
+            window_at: 0,
+        }
     }
 }
 

@@ -1,0 +1,92 @@
+//! A real Garage (S3-compatible object store) for the tests that run tusk
+//! with `--storage s3`, started by `scripts/garage-start` (which
+//! `scripts/test` makes sure can find the binary). Killed on drop.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+pub struct Garage {
+    pid: Option<u32>,
+    pub vars: HashMap<String, String>,
+    dir: tempfile::TempDir,
+}
+
+impl Garage {
+    pub fn start() -> Garage {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut g = Garage { pid: None, vars: HashMap::new(), dir };
+        g.run_script();
+        g
+    }
+
+    fn run_script(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/garage-start");
+        let out = Command::new(&script).arg(self.dir.path()).output().expect("running scripts/garage-start");
+        assert!(
+            out.status.success(),
+            "scripts/garage-start failed (scripts/test installs Garage when it is missing): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.vars = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+            .collect();
+        self.pid = Some(self.var("GARAGE_PID").parse().expect("a pid"));
+    }
+
+    pub fn var(&self, name: &str) -> String {
+        self.vars.get(name).unwrap_or_else(|| panic!("garage-start printed no {name}")).clone()
+    }
+
+    /// The object store goes away at once (SIGKILL).
+    pub fn stop(&mut self) {
+        if let Some(pid) = self.pid.take() {
+            super::unsafe_kill(pid, 9);
+            // Gone once its S3 port refuses connections.
+            let addr = self.var("S3_ENDPOINT").trim_start_matches("http://").to_string();
+            for _ in 0..100 {
+                if std::net::TcpStream::connect(&addr).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// The same store back, with everything it held.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.run_script();
+    }
+
+    /// tusk's flags for this bucket (`extra` after them).
+    pub fn tusk_args(&self, part_size: &str) -> Vec<String> {
+        vec![
+            "--storage".into(),
+            "s3".into(),
+            "--s3-endpoint".into(),
+            self.var("S3_ENDPOINT"),
+            "--s3-bucket".into(),
+            self.var("S3_BUCKET"),
+            "--s3-region".into(),
+            self.var("S3_REGION"),
+            "--s3-path-style".into(),
+            "--s3-part-size".into(),
+            part_size.into(),
+            "--s3-access-key-id".into(),
+            self.var("AWS_ACCESS_KEY_ID"),
+            "--s3-secret-access-key".into(),
+            self.var("AWS_SECRET_ACCESS_KEY"),
+        ]
+    }
+}
+
+impl Drop for Garage {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid.take() {
+            super::unsafe_kill(pid, 9);
+        }
+    }
+}
