@@ -2,8 +2,10 @@
 //! tuspy 1.1.0 in a virtualenv. Each test installs what its suite needs (once,
 //! idempotently, under a lock), starts tusk on an ephemeral port, and runs the
 //! suite's script, which verifies every upload by sha256 through the asset's
-//! signed download URL. Missing Node, npm or Python fail the test with what to
-//! install: these suites are part of `cargo test`, never skipped.
+//! signed download URL. Each suite runs on both byte stores: the data
+//! directory, and a bucket in a real Garage (`--storage s3`). Missing Node,
+//! npm or Python fail the test with what to install: these suites are part
+//! of `cargo test`, never skipped.
 
 mod common;
 
@@ -12,6 +14,26 @@ use std::process::Command;
 
 use common::Server;
 use common::external::{install_npm, install_venv, require, run_script};
+use common::garage::Garage;
+
+#[derive(Clone, Copy)]
+enum Bytes {
+    Files,
+    S3,
+}
+
+/// tusk on `dir` (a fresh one if `None`) with its bytes where `bytes` says;
+/// the Garage, if any, lives as long as the returned value.
+fn serve(bytes: Bytes, dir: Option<&Path>) -> (Server, Option<Garage>) {
+    let garage = matches!(bytes, Bytes::S3).then(Garage::start);
+    let args: Vec<String> = garage.as_ref().map(|g| g.tusk_args("5MiB")).unwrap_or_default();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let s = match dir {
+        Some(d) => Server::start_in(d, &args),
+        None => Server::start(&args),
+    };
+    (s, garage)
+}
 
 fn clients_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("clients")
@@ -19,12 +41,21 @@ fn clients_dir() -> PathBuf {
 
 #[test]
 fn tus_js_client() {
+    tus_js_client_on(Bytes::Files);
+}
+
+#[test]
+fn tus_js_client_on_s3() {
+    tus_js_client_on(Bytes::S3);
+}
+
+fn tus_js_client_on(bytes: Bytes) {
     let dir = clients_dir().join("js");
     require("node", "Node.js 18 or later (Debian: apt-get install nodejs npm)");
     require("npm", "npm (Debian: apt-get install npm)");
     install_npm(&dir);
 
-    let s = Server::start(&[]);
+    let (s, _garage) = serve(bytes, None);
     let mut cmd = Command::new("node");
     cmd.arg("suite.mjs")
         .arg(s.url(""))
@@ -36,11 +67,20 @@ fn tus_js_client() {
 
 #[test]
 fn tuspy() {
+    tuspy_on(Bytes::Files);
+}
+
+#[test]
+fn tuspy_on_s3() {
+    tuspy_on(Bytes::S3);
+}
+
+fn tuspy_on(bytes: Bytes) {
     let dir = clients_dir().join("py");
     require("python3", "Python 3.8 or later with venv (Debian: apt-get install python3 python3-venv)");
     install_venv(&dir);
 
-    let s = Server::start(&[]);
+    let (s, _garage) = serve(bytes, None);
     let mut cmd = Command::new(dir.join(".venv").join("bin").join("python"));
     cmd.arg("suite.py")
         .arg(s.url(""))
@@ -57,6 +97,15 @@ fn tuspy() {
 /// upload, after it expired, and past its size limit.
 #[test]
 fn tus_js_client_with_an_upload_url() {
+    tus_js_client_with_an_upload_url_on(Bytes::Files);
+}
+
+#[test]
+fn tus_js_client_with_an_upload_url_on_s3() {
+    tus_js_client_with_an_upload_url_on(Bytes::S3);
+}
+
+fn tus_js_client_with_an_upload_url_on(bytes: Bytes) {
     let dir = clients_dir().join("js");
     require("node", "Node.js 18 or later (Debian: apt-get install nodejs npm)");
     require("npm", "npm (Debian: apt-get install npm)");
@@ -70,7 +119,7 @@ fn tus_js_client_with_an_upload_url() {
         .expect("run tusk keys create");
     assert!(out.status.success(), "tusk keys create: {}", String::from_utf8_lossy(&out.stderr));
     let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let s = Server::start_in(data.path(), &[]);
+    let (s, _garage) = serve(bytes, Some(data.path()));
     let mut cmd = Command::new("node");
     cmd.arg("upload_url.mjs").current_dir(&dir).env("TUSK_URL", s.url("")).env("TUSK_KEY", &key);
     run_script("tus-js-client with an upload URL", cmd, &s);

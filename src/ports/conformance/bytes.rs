@@ -183,7 +183,11 @@ async fn appends_across_parts_resume_after_a_crash_and_finish_whole() {
         let cuts = [0, 3_000_001, PART as usize, PART as usize * 2 - 17, all.len()];
         for w in cuts.windows(2) {
             drop(append(&store, id, w[0] as u64, &all[w[0]..w[1]], true).await);
-            assert_eq!(store.len(id).await.unwrap(), w[1] as u64, "after appending up to {}", w[1]);
+            // A bucket's parts written past a commit stay until written
+            // again, so only a file's length is the offset before the end.
+            if store.length_is_offset() {
+                assert_eq!(store.len(id).await.unwrap(), w[1] as u64, "after appending up to {}", w[1]);
+            }
             if w[1] < all.len() {
                 // Killed mid-append, past the next part's edge: nothing recorded.
                 drop(append(&store, id, w[1] as u64, &data(PART as usize + 10, 7), false).await);
