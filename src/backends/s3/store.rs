@@ -40,6 +40,8 @@ use crate::digest::Sha256Stream;
 
 /// The upload's first bytes kept readable while its parts are not.
 const HEAD_BYTES: usize = 64 << 10;
+/// The least a store copies as a part on its own side.
+const SMALLEST_COPY: u64 = 5 << 20;
 /// The most one CopyObject may copy.
 const MAX_COPY: u64 = 5 << 30;
 
@@ -307,12 +309,26 @@ impl S3Store {
                 if rest > 0 {
                     let number = full + 1;
                     let tail = Self::tail_key(&key, number);
-                    let etag = self
-                        .client
-                        .upload_part_copy(&key, &upload, number as u16, &tail, Some((0, rest - 1)))
-                        .await
-                        .map_err(refused)?;
-                    etags.push(etag);
+                    let range = Some((0, rest - 1));
+                    // Stores copy parts of 5 MiB and more on their side; a
+                    // smaller last part (Garage keeps tiny objects inline and
+                    // will not copy them at all) comes through here.
+                    let etag = if rest >= SMALLEST_COPY {
+                        self.client.upload_part_copy(&key, &upload, number as u16, &tail, range).await
+                    } else {
+                        let stream = self.client.get_object(&tail, range).await.map_err(refused)?;
+                        let bytes = collect(stream, rest as usize).await?;
+                        if bytes.len() as u64 != rest {
+                            return Err(corrupt(format!(
+                                "the tail {tail} holds {} bytes, not {rest}",
+                                bytes.len()
+                            )));
+                        }
+                        self.client
+                            .upload_part(&key, &upload, number as u16, vec![Bytes::from(bytes)], rest)
+                            .await
+                    };
+                    etags.push(etag.map_err(refused)?);
                 }
                 self.client.complete(&key, &upload, &etags).await.map_err(refused)?;
                 self.forget(&key);
