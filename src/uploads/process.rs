@@ -179,6 +179,7 @@ async fn run(app: Arc<App>, id: Uuid) {
                 limits.limits.types_list()
             ),
         }),
+        _ if !probe::reads(&sniffed) => Ok(probe::Probe::default()),
         _ => {
             let (bytes, loc, len, s) = (app.bytes.clone(), Loc::of(&rec), rec.offset.0, sniffed.clone());
             tokio::task::spawn_blocking(move || {

@@ -59,6 +59,12 @@ pub(super) fn bad(message: impl Into<String>) -> ProbeError {
     ProbeError { code: "media_unreadable", message: message.into() }
 }
 
+/// Whether probing reads anything of these bytes (documents, archives and
+/// other files are not read at all).
+pub fn reads(sniffed: &Sniffed) -> bool {
+    matches!(sniffed.kind, AssetType::Audio | AssetType::Video | AssetType::Image)
+}
+
 /// Probe a stored file. Blocking; call it on a blocking thread once the
 /// whole file is stored. `sniffed` comes from [`super::sniff::sniff`].
 ///
