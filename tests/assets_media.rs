@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use assets_common::*;
+use common::garage::Store;
 use common::*;
 use serde_json::Value;
 
@@ -60,7 +61,16 @@ fn check_against_manifest(a: &Value, m: &Value) {
 
 #[test]
 fn every_fixture_is_sniffed_and_measured_like_ffprobe() {
-    let s = Server::start(&[]);
+    every_fixture_is_sniffed_and_measured_like_ffprobe_on(Store::Files);
+}
+
+#[test]
+fn every_fixture_is_sniffed_and_measured_like_ffprobe_on_s3() {
+    every_fixture_is_sniffed_and_measured_like_ffprobe_on(Store::S3);
+}
+
+fn every_fixture_is_sniffed_and_measured_like_ffprobe_on(store: Store) {
+    let (s, _garage) = store.serve(&[]);
     let entries: Vec<Value> =
         manifest().into_iter().filter(|m| !m["file"].as_str().unwrap().starts_with("corrupt")).collect();
     assert!(entries.len() >= 10, "MANIFEST.json lists the fixtures");
@@ -131,9 +141,19 @@ fn types_the_server_does_not_accept_fail_with_type_not_allowed() {
 
 #[test]
 fn an_upload_resumed_after_kill_9_has_the_right_sha256_and_measurements() {
+    an_upload_resumed_after_kill_9_has_the_right_sha256_and_measurements_on(Store::Files);
+}
+
+#[test]
+fn an_upload_resumed_after_kill_9_has_the_right_sha256_and_measurements_on_s3() {
+    an_upload_resumed_after_kill_9_has_the_right_sha256_and_measurements_on(Store::S3);
+}
+
+fn an_upload_resumed_after_kill_9_has_the_right_sha256_and_measurements_on(store: Store) {
     let m = manifest().into_iter().find(|m| m["file"] == "tone.wav").unwrap();
     let data = fixture("tone.wav");
-    let mut s = Server::start(&[]);
+    let garage = store.garage();
+    let mut s = Store::serve_with(&garage, None, &[]);
     let (path, id) = tus_create(&s, None, data.len() as u64, Some(&format!("filename {}", b64s("tone.wav"))));
     let half = data.len() / 2;
     assert_eq!(tus_patch(&s, None, &path, 0, &data[..half]).status, 204);
@@ -142,7 +162,7 @@ fn an_upload_resumed_after_kill_9_has_the_right_sha256_and_measurements() {
     let dir = s.dir.clone();
     // kill -9 mid-upload (the old `s` stays alive, shadowed, keeping the temp dir).
     s.kill9();
-    let s = Server::start_in(&dir, &[]);
+    let s = Store::serve_with(&garage, Some(&dir), &[]);
     let off = s.offset(&path).expect("HEAD after restart");
     assert!(off as usize <= half && off > 0, "offset {off}");
     assert_eq!(get_asset(&s, None, &id)["state"], "pending_upload");

@@ -31,6 +31,7 @@ use std::process::Command;
 
 use common::Server;
 use common::external::{install_npm, require, run_script};
+use common::garage::Store;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -63,10 +64,20 @@ fn keyed_data_dir() -> (tempfile::TempDir, String) {
 
 #[test]
 fn upload_page() {
+    upload_page_on(Store::Files);
+}
+
+#[test]
+fn upload_page_on_s3() {
+    upload_page_on(Store::S3);
+}
+
+fn upload_page_on(store: Store) {
     let dir = prepare();
-    let out = out_dir("upload_page");
+    let out = out_dir(&format!("upload_page_{store:?}"));
     let (data, key) = keyed_data_dir();
-    let s = Server::start_in(data.path(), &[]);
+    let garage = store.garage();
+    let s = Store::serve_with(&garage, Some(data.path()), &[]);
     let mut cmd = Command::new("node");
     cmd.arg("upload_page.mjs")
         .current_dir(&dir)
@@ -94,9 +105,18 @@ fn upload_page_open_mode() {
 /// the server's offset into the same asset.
 #[test]
 fn upload_page_resume() {
+    upload_page_resume_on(Store::Files);
+}
+
+#[test]
+fn upload_page_resume_on_s3() {
+    upload_page_resume_on(Store::S3);
+}
+
+fn upload_page_resume_on(store: Store) {
     let dir = prepare();
-    let out = out_dir("upload_page_resume");
-    let s = Server::start(&[]);
+    let out = out_dir(&format!("upload_page_resume_{store:?}"));
+    let (s, _garage) = store.serve(&[]);
     let mut cmd = Command::new("node");
     cmd.arg("resume.mjs").current_dir(&dir).env("TUSK_URL", s.url("")).env("OUT_DIR", &out);
     run_script("upload page resume", cmd, &s);

@@ -14,25 +14,13 @@ use std::process::Command;
 
 use common::Server;
 use common::external::{install_npm, install_venv, require, run_script};
-use common::garage::Garage;
+use common::garage::{Garage, Store};
 
-#[derive(Clone, Copy)]
-enum Bytes {
-    Files,
-    S3,
-}
-
-/// tusk on `dir` (a fresh one if `None`) with its bytes where `bytes` says;
-/// the Garage, if any, lives as long as the returned value.
-fn serve(bytes: Bytes, dir: Option<&Path>) -> (Server, Option<Garage>) {
-    let garage = matches!(bytes, Bytes::S3).then(Garage::start);
-    let args: Vec<String> = garage.as_ref().map(|g| g.tusk_args("5MiB")).unwrap_or_default();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let s = match dir {
-        Some(d) => Server::start_in(d, &args),
-        None => Server::start(&args),
-    };
-    (s, garage)
+/// tusk on `dir` (a fresh one if `None`) with its bytes in `store`; the
+/// Garage, if any, lives as long as the returned value.
+fn serve(store: Store, dir: Option<&Path>) -> (Server, Option<Garage>) {
+    let garage = store.garage();
+    (Store::serve_with(&garage, dir, &[]), garage)
 }
 
 fn clients_dir() -> PathBuf {
@@ -41,21 +29,21 @@ fn clients_dir() -> PathBuf {
 
 #[test]
 fn tus_js_client() {
-    tus_js_client_on(Bytes::Files);
+    tus_js_client_on(Store::Files);
 }
 
 #[test]
 fn tus_js_client_on_s3() {
-    tus_js_client_on(Bytes::S3);
+    tus_js_client_on(Store::S3);
 }
 
-fn tus_js_client_on(bytes: Bytes) {
+fn tus_js_client_on(store: Store) {
     let dir = clients_dir().join("js");
     require("node", "Node.js 18 or later (Debian: apt-get install nodejs npm)");
     require("npm", "npm (Debian: apt-get install npm)");
     install_npm(&dir);
 
-    let (s, _garage) = serve(bytes, None);
+    let (s, _garage) = serve(store, None);
     let mut cmd = Command::new("node");
     cmd.arg("suite.mjs")
         .arg(s.url(""))
@@ -67,20 +55,20 @@ fn tus_js_client_on(bytes: Bytes) {
 
 #[test]
 fn tuspy() {
-    tuspy_on(Bytes::Files);
+    tuspy_on(Store::Files);
 }
 
 #[test]
 fn tuspy_on_s3() {
-    tuspy_on(Bytes::S3);
+    tuspy_on(Store::S3);
 }
 
-fn tuspy_on(bytes: Bytes) {
+fn tuspy_on(store: Store) {
     let dir = clients_dir().join("py");
     require("python3", "Python 3.8 or later with venv (Debian: apt-get install python3 python3-venv)");
     install_venv(&dir);
 
-    let (s, _garage) = serve(bytes, None);
+    let (s, _garage) = serve(store, None);
     let mut cmd = Command::new(dir.join(".venv").join("bin").join("python"));
     cmd.arg("suite.py")
         .arg(s.url(""))
@@ -97,15 +85,15 @@ fn tuspy_on(bytes: Bytes) {
 /// upload, after it expired, and past its size limit.
 #[test]
 fn tus_js_client_with_an_upload_url() {
-    tus_js_client_with_an_upload_url_on(Bytes::Files);
+    tus_js_client_with_an_upload_url_on(Store::Files);
 }
 
 #[test]
 fn tus_js_client_with_an_upload_url_on_s3() {
-    tus_js_client_with_an_upload_url_on(Bytes::S3);
+    tus_js_client_with_an_upload_url_on(Store::S3);
 }
 
-fn tus_js_client_with_an_upload_url_on(bytes: Bytes) {
+fn tus_js_client_with_an_upload_url_on(store: Store) {
     let dir = clients_dir().join("js");
     require("node", "Node.js 18 or later (Debian: apt-get install nodejs npm)");
     require("npm", "npm (Debian: apt-get install npm)");
@@ -119,7 +107,7 @@ fn tus_js_client_with_an_upload_url_on(bytes: Bytes) {
         .expect("run tusk keys create");
     assert!(out.status.success(), "tusk keys create: {}", String::from_utf8_lossy(&out.stderr));
     let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let (s, _garage) = serve(bytes, Some(data.path()));
+    let (s, _garage) = serve(store, Some(data.path()));
     let mut cmd = Command::new("node");
     cmd.arg("upload_url.mjs").current_dir(&dir).env("TUSK_URL", s.url("")).env("TUSK_KEY", &key);
     run_script("tus-js-client with an upload URL", cmd, &s);

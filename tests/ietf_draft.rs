@@ -4,6 +4,7 @@ mod common;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use common::garage::Store;
 use common::*;
 
 const VERSIONS: [&str; 3] = ["5", "6", "8"];
@@ -57,7 +58,16 @@ fn wait_ready(s: &Server, path: &str) -> serde_json::Value {
 
 #[test]
 fn creation_with_length_append_and_explicit_completion() {
-    let s = Server::start(&[]);
+    creation_with_length_append_and_explicit_completion_on(Store::Files);
+}
+
+#[test]
+fn creation_with_length_append_and_explicit_completion_on_s3() {
+    creation_with_length_append_and_explicit_completion_on(Store::S3);
+}
+
+fn creation_with_length_append_and_explicit_completion_on(store: Store) {
+    let (s, _garage) = store.serve(&[]);
     let data = bytes(300_000, 5);
     for v in VERSIONS {
         let len = data.len().to_string();
@@ -186,7 +196,16 @@ fn offset_mismatch_is_409_with_problem_and_offset() {
 
 #[test]
 fn resume_after_a_cut_body_keeps_what_arrived() {
-    let s = Server::start(&[]);
+    resume_after_a_cut_body_keeps_what_arrived_on(Store::Files);
+}
+
+#[test]
+fn resume_after_a_cut_body_keeps_what_arrived_on_s3() {
+    resume_after_a_cut_body_keeps_what_arrived_on(Store::S3);
+}
+
+fn resume_after_a_cut_body_keeps_what_arrived_on(store: Store) {
+    let (s, _garage) = store.serve(&[]);
     let data = bytes(1 << 20, 9);
     for v in VERSIONS {
         let len = data.len().to_string();
@@ -228,9 +247,18 @@ fn resume_after_a_cut_body_keeps_what_arrived() {
 
 #[test]
 fn content_digest_is_verified() {
+    content_digest_is_verified_on(Store::Files);
+}
+
+#[test]
+fn content_digest_is_verified_on_s3() {
+    content_digest_is_verified_on(Store::S3);
+}
+
+fn content_digest_is_verified_on(store: Store) {
     use base64::Engine;
     use sha2::Digest;
-    let s = Server::start(&[]);
+    let (s, _garage) = store.serve(&[]);
     let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
     for v in VERSIONS {
         let r = create(&s, v, &[("Upload-Complete", "?0")], b"");

@@ -90,3 +90,36 @@ impl Drop for Garage {
         }
     }
 }
+
+/// Where a test's server keeps upload bytes: tests that must hold on both
+/// run once per store.
+#[derive(Clone, Copy, Debug)]
+pub enum Store {
+    Files,
+    S3,
+}
+
+impl Store {
+    /// A Garage for this store, if it needs one (kept alive by the caller).
+    pub fn garage(self) -> Option<Garage> {
+        matches!(self, Store::S3).then(Garage::start)
+    }
+
+    /// tusk on `dir` (a fresh directory if `None`) with `extra` flags and
+    /// its bytes in `garage`'s bucket if there is one.
+    pub fn serve_with(garage: &Option<Garage>, dir: Option<&Path>, extra: &[&str]) -> super::Server {
+        let mut args: Vec<String> = garage.as_ref().map(|g| g.tusk_args("5MiB")).unwrap_or_default();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        match dir {
+            Some(d) => super::Server::start_in(d, &args),
+            None => super::Server::start(&args),
+        }
+    }
+
+    /// tusk on a fresh directory; the Garage lives as long as the returned value.
+    pub fn serve(self, extra: &[&str]) -> (super::Server, Option<Garage>) {
+        let garage = self.garage();
+        (Store::serve_with(&garage, None, extra), garage)
+    }
+}
