@@ -343,3 +343,34 @@ fn a_wrong_bucket_refuses_to_start_saying_which() {
     refuses(&with("--s3-part-size", "1MiB"), "--s3-part-size");
     refuses(&["--storage".into(), "s3".into()], "--storage s3 needs --s3-endpoint");
 }
+
+#[test]
+fn multipart_uploads_and_objects_no_record_owns_are_removed_at_start() {
+    let g = Garage::start();
+    // Left by a crash between a removal's commit and its bucket calls: an
+    // open multipart upload and a tail of ids no record names.
+    let orphan = uuid::Uuid::now_v7();
+    let key = format!("{}/{orphan}", uuid::Uuid::now_v7());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = S3Client::new(&settings(&g)).unwrap();
+        client.create_multipart(&key, &[]).await.unwrap();
+        client
+            .put_object(&format!("{key}.part1"), vec![bytes::Bytes::from_static(b"tail")], &[])
+            .await
+            .unwrap();
+    });
+    assert_eq!(in_bucket(&g, &orphan.to_string()).1, 1);
+    std::thread::sleep(Duration::from_millis(5)); // the orphan's id is older than the start
+    let s = start(&g, &[]);
+    // An upload of this run is left alone.
+    let (path, id) = tus_create(&s, None, 10 * MIB as u64, None);
+    assert_eq!(tus_patch(&s, None, &path, 0, &common::bytes(6 * MIB, 2)).status, 204);
+    let swept = common::poll(Duration::from_secs(10), || {
+        (in_bucket(&g, &orphan.to_string()) == (vec![], 0)).then_some(())
+    });
+    assert!(swept.is_some(), "the orphan is still there: {:?}", in_bucket(&g, &orphan.to_string()));
+    let (objects, pending) = in_bucket(&g, &id);
+    assert!(!objects.is_empty() && pending == 1, "this run's upload was touched: {objects:?} {pending}");
+    assert_eq!(offset(&s, &path), 6 * MIB as u64);
+}
