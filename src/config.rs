@@ -331,7 +331,7 @@ fn storage(a: &ServeArgs) -> Result<Storage, String> {
     let secret_access_key = need(&a.s3_secret_access_key, "--s3-secret-access-key", "AWS_SECRET_ACCESS_KEY")?;
     let region = a.s3_region.clone().or_else(|| env("AWS_REGION")).unwrap_or_else(|| "us-east-1".into());
     let ps = a.s3_part_size;
-    if !(5 << 20..=5 << 30).contains(&ps) || ps % 4096 != 0 {
+    if !(5 << 20..=5 << 30).contains(&ps) || !ps.is_multiple_of(4096) {
         return Err(format!(
             "--s3-part-size {ps} is not allowed: object storage takes parts of 5 MiB to 5 GiB, and tusk needs a \
              multiple of 4 KiB"
