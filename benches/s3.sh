@@ -50,6 +50,7 @@ TSV="$WORK/figures.tsv"
 head -c "$((BENCH_BIG_MIB << 20))" /dev/urandom > "$WORK/big.bin"
 start=$(date +%s.%N)
 curl -sf --aws-sigv4 "aws:amz:$S3_REGION:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+  -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
   -T "$WORK/big.bin" "$S3_ENDPOINT/$S3_BUCKET/ceiling.bin" -o /dev/null --max-time 600
 end=$(date +%s.%N)
 rm -f "$WORK/big.bin"
