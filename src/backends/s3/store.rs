@@ -580,7 +580,10 @@ struct Writer {
     buf: PartBuf,
     /// `buf` differs from the tail in the bucket.
     dirty: bool,
-    _permit: OwnedSemaphorePermit,
+    /// The budget `buf` is counted in.
+    permit: OwnedSemaphorePermit,
+    /// The part sent before `buf`, still going up (with its budget).
+    in_flight: Option<tokio::task::JoinHandle<Result<(), S3Error>>>,
 }
 
 impl Writer {
@@ -608,7 +611,7 @@ impl Writer {
         if base > 0 && store.upload_id(&key, false).await.map_err(refused)?.is_none() {
             return Err(corrupt(format!("{key} has {base} bytes recorded but no multipart upload")));
         }
-        Ok(Writer { store, key, base, buf, dirty: false, _permit: permit })
+        Ok(Writer { store, key, base, buf, dirty: false, permit, in_flight: None })
     }
 
     fn end(&self) -> u64 {
@@ -629,28 +632,55 @@ impl Writer {
         Ok(())
     }
 
+    /// Waits for the part still going up, if any.
+    async fn settle(&mut self) -> Result<(), S3Error> {
+        match self.in_flight.take() {
+            Some(task) => {
+                task.await.map_err(|e| S3Error::Unreachable(format!("a part upload stopped: {e}")))?
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Sends the full buffer as the next part. While it goes up the next
+    /// part fills, if the budget has a second part's room to spare (a lone
+    /// upload gets the overlap; under load every upload keeps to one part).
     async fn send_part(&mut self) -> Result<(), S3Error> {
+        self.settle().await?;
         let ps = self.store.layout.part_size;
-        let number = self.base / ps + 1;
-        let client = &self.store.client;
+        let number = (self.base / ps + 1) as u16;
         let upload = self.store.upload_id(&self.key, true).await?.expect("created if missing");
         if number == 1 {
             let head = Bytes::copy_from_slice(&self.buf.as_slice()[..HEAD_BYTES.min(self.buf.len())]);
-            client.put_object(&S3Store::head_key(&self.key), vec![head], &[]).await?;
+            self.store.client.put_object(&S3Store::head_key(&self.key), vec![head], &[]).await?;
         }
         let next = PartBuf::new(ps as usize)
             .map_err(|e| S3Error::Unreachable(format!("no memory for a part buffer: {e}")))?;
         let part = Bytes::from_owner(std::mem::replace(&mut self.buf, next));
-        client.upload_part(&self.key, &upload, number as u16, vec![part], ps).await?;
         self.base += ps;
         self.dirty = false;
-        Ok(())
+        match self.store.buffers.clone().try_acquire_many_owned((ps >> 10) as u32) {
+            Ok(spare) => {
+                let used = std::mem::replace(&mut self.permit, spare);
+                let (store, key) = (self.store.clone(), self.key.clone());
+                self.in_flight = Some(tokio::spawn(async move {
+                    let sent = store.client.upload_part(&key, &upload, number, vec![part], ps).await;
+                    drop(used);
+                    sent.map(drop)
+                }));
+                Ok(())
+            }
+            Err(_) => {
+                self.store.client.upload_part(&self.key, &upload, number, vec![part], ps).await.map(drop)
+            }
+        }
     }
 
     /// Makes the next part a copy of `source`'s part-sized range from
     /// `first`, on the store's side. Only at a part's edge (empty buffer).
     async fn copy_part(&mut self, source: &str, first: u64) -> Result<(), S3Error> {
         debug_assert!(self.buf.is_empty());
+        self.settle().await?;
         let ps = self.store.layout.part_size;
         let number = self.base / ps + 1;
         let client = &self.store.client;
@@ -669,6 +699,7 @@ impl Writer {
 
     /// Stores the buffer as the tail, unless it is there already.
     async fn sync(&mut self) -> Result<(), S3Error> {
+        self.settle().await?;
         if !self.dirty {
             return Ok(());
         }
@@ -728,6 +759,10 @@ impl S3Sink {
     /// again without it. Bytes of parts already sent are left: the next
     /// append writes those parts again.
     pub fn truncate(&mut self, len: u64) -> io::Result<()> {
+        // A part still going up lands before anything after it: a later
+        // append writes its part again, never the other way round.
+        let runtime = self.writer.store.runtime.clone();
+        let _ = runtime.block_on(self.writer.settle());
         let w = &mut self.writer;
         if len < w.base {
             w.buf.truncate(0);
