@@ -374,3 +374,31 @@ fn multipart_uploads_and_objects_no_record_owns_are_removed_at_start() {
     assert!(!objects.is_empty() && pending == 1, "this run's upload was touched: {objects:?} {pending}");
     assert_eq!(offset(&s, &path), 6 * MIB as u64);
 }
+
+#[test]
+fn uploads_past_the_buffer_budget_wait_for_it_and_all_finish() {
+    let g = Garage::start();
+    // Room for two parts of 5 MiB: six uploads of 12 MiB at once take turns.
+    let s = start(&g, &["--s3-buffer", "10MiB"]);
+    let uploads: Vec<_> = (0..6u64)
+        .map(|i| {
+            let data = common::bytes(12 * MIB + i as usize, 40 + i);
+            let (path, id) = tus_create(&s, None, data.len() as u64, None);
+            (path, id, data)
+        })
+        .collect();
+    std::thread::scope(|scope| {
+        for (path, _, data) in &uploads {
+            let s = &s;
+            scope.spawn(move || {
+                let r = tus_patch(s, None, path, 0, data);
+                assert_eq!(r.status, 204, "{r:?}");
+            });
+        }
+    });
+    for (path, id, data) in &uploads {
+        let asset = wait_ready(&s, None, id);
+        assert_eq!(asset["sha256"], sha256_hex(data));
+        assert_eq!(offset(&s, path), data.len() as u64);
+    }
+}
