@@ -70,7 +70,7 @@ fn every_fixture_is_sniffed_and_measured_like_ffprobe_on_s3() {
 }
 
 fn every_fixture_is_sniffed_and_measured_like_ffprobe_on(store: Store) {
-    let (s, _garage) = store.serve(&[]);
+    let (s, garage) = store.serve(&[]);
     let entries: Vec<Value> =
         manifest().into_iter().filter(|m| !m["file"].as_str().unwrap().starts_with("corrupt")).collect();
     assert!(entries.len() >= 10, "MANIFEST.json lists the fixtures");
@@ -95,6 +95,9 @@ fn every_fixture_is_sniffed_and_measured_like_ffprobe_on(store: Store) {
         }
     }
     assert!(failures.is_empty(), "{} fixture(s) wrong:\n{}", failures.len(), failures.join("\n"));
+    if let Some(g) = &garage {
+        assert_eq!(g.check_objects(&s, None), entries.len(), "every fixture is in the bucket");
+    }
 }
 
 #[test]

@@ -85,6 +85,9 @@ fn upload_page_on(store: Store) {
         .env("TUSK_KEY", &key)
         .env("OUT_DIR", &out);
     run_script("upload page", cmd, &s);
+    if let Some(g) = &garage {
+        assert!(g.check_objects(&s, Some(&key)) > 0, "Uppy's uploads are in the bucket");
+    }
     println!("screenshot: {}", out.join("upload-page.png").display());
 }
 

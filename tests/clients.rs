@@ -43,7 +43,7 @@ fn tus_js_client_on(store: Store) {
     require("npm", "npm (Debian: apt-get install npm)");
     install_npm(&dir);
 
-    let (s, _garage) = serve(store, None);
+    let (s, garage) = serve(store, None);
     let mut cmd = Command::new("node");
     cmd.arg("suite.mjs")
         .arg(s.url(""))
@@ -51,6 +51,9 @@ fn tus_js_client_on(store: Store) {
         .env("TUSK_URL", s.url(""))
         .env("TUSK_FIXTURES", Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/media"));
     run_script("tus-js-client suite", cmd, &s);
+    if let Some(g) = &garage {
+        assert!(g.check_objects(&s, None) > 5, "the suite's assets are in the bucket");
+    }
 }
 
 #[test]
@@ -68,7 +71,7 @@ fn tuspy_on(store: Store) {
     require("python3", "Python 3.8 or later with venv (Debian: apt-get install python3 python3-venv)");
     install_venv(&dir);
 
-    let (s, _garage) = serve(store, None);
+    let (s, garage) = serve(store, None);
     let mut cmd = Command::new(dir.join(".venv").join("bin").join("python"));
     cmd.arg("suite.py")
         .arg(s.url(""))
@@ -77,6 +80,9 @@ fn tuspy_on(store: Store) {
         .env("PYTHONUNBUFFERED", "1")
         .env("PYTHONDONTWRITEBYTECODE", "1");
     run_script("tuspy suite", cmd, &s);
+    if let Some(g) = &garage {
+        assert!(g.check_objects(&s, None) > 2, "the suite's assets are in the bucket");
+    }
 }
 
 /// A backend creates the asset with its key; tus-js-client then uploads with
@@ -107,8 +113,11 @@ fn tus_js_client_with_an_upload_url_on(store: Store) {
         .expect("run tusk keys create");
     assert!(out.status.success(), "tusk keys create: {}", String::from_utf8_lossy(&out.stderr));
     let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let (s, _garage) = serve(store, Some(data.path()));
+    let (s, garage) = serve(store, Some(data.path()));
     let mut cmd = Command::new("node");
     cmd.arg("upload_url.mjs").current_dir(&dir).env("TUSK_URL", s.url("")).env("TUSK_KEY", &key);
     run_script("tus-js-client with an upload URL", cmd, &s);
+    if let Some(g) = &garage {
+        assert!(g.check_objects(&s, Some(&key)) > 0, "the uploads are in the bucket");
+    }
 }

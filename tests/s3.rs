@@ -223,6 +223,10 @@ fn kill9_mid_patch_resumes_from_a_true_offset() {
     assert_eq!(asset["sha256"], sha256_hex(&data), "the digest carried across restarts is wrong");
     let r = s.request("GET", &path, &[], b"");
     assert!(r.body.len() == data.len() && sha256_hex(&r.body) == sha256_hex(&data), "the object differs");
+    // Read from the bucket itself: the bytes, the digest, and nothing left
+    // over (no multipart upload, no tail) once the sweep of the last start ran.
+    assert_eq!(g.check_objects(&s, None), 1);
+    assert_eq!(in_bucket(&g, &id).1, 0);
 }
 
 #[test]

@@ -123,3 +123,70 @@ impl Store {
         (Store::serve_with(&garage, None, extra), garage)
     }
 }
+
+impl Garage {
+    /// Every ready asset of `s` (seen with `key`, if any) read back from
+    /// the bucket itself, not through tusk: the object's bytes hash to the
+    /// asset's sha256, its metadata carries the same digest and its type,
+    /// and no multipart upload or tail is left of it. Returns how many.
+    pub fn check_objects(&self, s: &super::Server, key: Option<&str>) -> usize {
+        let auth = key.map(|k| format!("Bearer {k}"));
+        let mut assets = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let path = format!("/v1/assets?state=ready&limit=100{cursor}");
+            let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+            let r = s.request("GET", &path, &headers, b"");
+            assert_eq!(r.status, 200, "{r:?}");
+            let page: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            assets.extend(page["data"].as_array().unwrap().iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = format!("&cursor={c}"),
+                None => break,
+            }
+        }
+        let settings = tusk::backends::s3::client::S3Settings {
+            endpoint: self.var("S3_ENDPOINT"),
+            bucket: self.var("S3_BUCKET"),
+            region: self.var("S3_REGION"),
+            path_style: true,
+            access_key_id: self.var("AWS_ACCESS_KEY_ID"),
+            secret_access_key: self.var("AWS_SECRET_ACCESS_KEY"),
+        };
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            use futures_util::StreamExt;
+            use sha2::Digest;
+            let client = tusk::backends::s3::client::S3Client::new(&settings).unwrap();
+            let pending = client.list_multipart("").await.unwrap();
+            let objects = client.list_objects("").await.unwrap();
+            for a in &assets {
+                let (id, project) = (a["id"].as_str().unwrap(), a["project_id"].as_str().unwrap());
+                let key = format!("{project}/{id}");
+                let mine: Vec<_> = objects.iter().filter(|o| o.0.contains(id)).map(|o| o.0.clone()).collect();
+                assert_eq!(mine, vec![key.clone()], "asset {id}: one object, no tails");
+                assert!(
+                    !pending.iter().any(|p| p.key.contains(id)),
+                    "asset {id}: a multipart upload is left"
+                );
+                let headers = client.head_headers(&key).await.unwrap().expect("the object");
+                let sha = a["sha256"].as_str().unwrap();
+                assert_eq!(headers["x-amz-meta-sha256"].to_str().unwrap(), sha, "asset {id}: metadata");
+                if let Some(ct) = a["content_type"].as_str() {
+                    assert_eq!(headers["content-type"].to_str().unwrap(), ct, "asset {id}: type");
+                }
+                let mut stream = client.get_object(&key, None).await.unwrap();
+                let (mut h, mut n) = (sha2::Sha256::new(), 0u64);
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.unwrap();
+                    n += chunk.len() as u64;
+                    h.update(&chunk);
+                }
+                assert_eq!(n, a["size_bytes"].as_u64().unwrap(), "asset {id}: size in the bucket");
+                let got: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+                assert_eq!(got, sha, "asset {id}: the bytes in the bucket");
+            }
+        });
+        assets.len()
+    }
+}
