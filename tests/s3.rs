@@ -406,3 +406,17 @@ fn uploads_past_the_buffer_budget_wait_for_it_and_all_finish() {
         assert_eq!(offset(&s, path), data.len() as u64);
     }
 }
+
+#[test]
+fn expiry_aborts_the_multipart_upload_and_removes_its_objects() {
+    let g = Garage::start();
+    let s = start(&g, &["--expire-after", "2s"]);
+    let (path, id) = tus_create(&s, None, 20 * MIB as u64, None);
+    assert_eq!(tus_patch(&s, None, &path, 0, &common::bytes(7 * MIB, 5)).status, 204);
+    let (objects, pending) = in_bucket(&g, &id);
+    assert!(!objects.is_empty() && pending == 1, "a part and a tail are there: {objects:?} {pending}");
+    let gone = common::poll(Duration::from_secs(8), || (s.head(&path).status == 410).then_some(()));
+    assert!(gone.is_some(), "the unfinished upload did not expire");
+    let emptied = common::poll(Duration::from_secs(4), || (in_bucket(&g, &id) == (vec![], 0)).then_some(()));
+    assert!(emptied.is_some(), "left in the bucket: {:?}", in_bucket(&g, &id));
+}
