@@ -42,14 +42,7 @@ fn wav(len: usize, seed: u64) -> Vec<u8> {
 }
 
 fn settings(g: &Garage) -> S3Settings {
-    S3Settings {
-        endpoint: g.var("S3_ENDPOINT"),
-        bucket: g.var("S3_BUCKET"),
-        region: g.var("S3_REGION"),
-        path_style: true,
-        access_key_id: g.var("AWS_ACCESS_KEY_ID"),
-        secret_access_key: g.var("AWS_SECRET_ACCESS_KEY"),
-    }
+    g.settings()
 }
 
 /// Objects and multipart uploads in the bucket whose key contains `id`.

@@ -189,7 +189,8 @@ impl ByteStore {
         }
     }
 
-    /// Stores the concatenation of `parts` (of `final_loc`'s project) as
+    /// Stores the concatenation of `parts` (of `final_loc`'s project, each
+    /// finished: [`ByteStore::finish`]) as
     /// `final_loc`'s bytes (durable on return) and returns its SHA-256
     /// state; `StorageFull` if it would leave less than `reserve` free.
     pub async fn concatenate(
@@ -203,13 +204,7 @@ impl ByteStore {
                 let f = f.clone();
                 blocking(move || f.concatenate(final_loc.id, &parts, reserve)).await
             }
-            ByteStore::S3(s) => {
-                for (part, len) in &parts {
-                    let loc = Loc { project: final_loc.project, id: *part };
-                    s.finish(loc.project, loc.id, *len, "application/octet-stream", "").await?;
-                }
-                s.concatenate(final_loc.project, final_loc.id, &parts).await
-            }
+            ByteStore::S3(s) => s.concatenate(final_loc.project, final_loc.id, &parts).await,
         }
     }
 

@@ -35,7 +35,12 @@ pub async fn assemble(app: &App, rec: &mut UploadRecord) -> Result<bool, UploadE
     let mut pieces = Vec::with_capacity(parts.len());
     for id in parts {
         match app.meta.get(*id).await? {
-            Some(p) if p.is_complete() => pieces.push((*id, p.offset.0)),
+            Some(p) if p.is_complete() => {
+                // Finished when it completed; again here in case that failed
+                // (a bucket away for a moment). One HEAD when it did not.
+                super::complete::finish_bytes(app, &p).await?;
+                pieces.push((*id, p.offset.0))
+            }
             _ => return Ok(false), // unfinished (or removed: the final will expire)
         }
     }

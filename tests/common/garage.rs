@@ -61,6 +61,18 @@ impl Garage {
         self.run_script();
     }
 
+    /// The bucket's settings, for a client of the tests' own.
+    pub fn settings(&self) -> tusk::backends::s3::client::S3Settings {
+        tusk::backends::s3::client::S3Settings {
+            endpoint: self.var("S3_ENDPOINT"),
+            bucket: self.var("S3_BUCKET"),
+            region: self.var("S3_REGION"),
+            path_style: true,
+            access_key_id: self.var("AWS_ACCESS_KEY_ID"),
+            secret_access_key: self.var("AWS_SECRET_ACCESS_KEY"),
+        }
+    }
+
     /// tusk's flags for this bucket (`extra` after them).
     pub fn tusk_args(&self, part_size: &str) -> Vec<String> {
         vec![
@@ -145,14 +157,7 @@ impl Garage {
                 None => break,
             }
         }
-        let settings = tusk::backends::s3::client::S3Settings {
-            endpoint: self.var("S3_ENDPOINT"),
-            bucket: self.var("S3_BUCKET"),
-            region: self.var("S3_REGION"),
-            path_style: true,
-            access_key_id: self.var("AWS_ACCESS_KEY_ID"),
-            secret_access_key: self.var("AWS_SECRET_ACCESS_KEY"),
-        };
+        let settings = self.settings();
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
             use futures_util::StreamExt;
