@@ -37,6 +37,10 @@
 //!   --keep-data    leave the data directories (deleted at the end otherwise)
 //!   --drop-caches  `echo 1 > /proc/sys/vm/drop_caches` before each server
 //!                  (same page-cache state for every server; needs root)
+//!   --storage s3   issue 16's figures instead (`tus/s3.rs`): one fresh Garage,
+//!                  tusk with `--storage s3`, @tus/server with @tus/s3-store
+//!                  (unless --no-peers), and the direct multipart upload as
+//!                  the limit; upload phases only, 16 MiB parts
 //!
 //! Every `BENCH_*` variable of bench.sh (see its header) is passed through and
 //! wins over the defaults set here. Results: stdout, plus
@@ -52,6 +56,8 @@ use std::time::{Duration, Instant};
 
 #[path = "tus/null_tus.rs"]
 mod null_tus;
+#[path = "tus/s3.rs"]
+mod s3;
 
 /// tusk, the two peers, and `null`: a tus server in this process that stores
 /// nothing (the ceiling of the upload figures under this client, see null_tus.rs).
@@ -64,11 +70,19 @@ struct Opts {
     bin: Option<PathBuf>,
     keep_data: bool,
     drop_caches: bool,
+    s3: bool,
 }
 
 fn parse_opts() -> Result<Opts, String> {
-    let mut o =
-        Opts { quick: false, peers: None, only: None, bin: None, keep_data: false, drop_caches: false };
+    let mut o = Opts {
+        quick: false,
+        peers: None,
+        only: None,
+        bin: None,
+        keep_data: false,
+        drop_caches: false,
+        s3: false,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -87,6 +101,11 @@ fn parse_opts() -> Result<Opts, String> {
                 o.only = Some(list);
             }
             "--bin" => o.bin = Some(PathBuf::from(args.next().ok_or("--bin needs a path")?)),
+            "--storage" => match args.next().as_deref() {
+                Some("s3") => o.s3 = true,
+                Some("files") => o.s3 = false,
+                other => return Err(format!("--storage files|s3, not {other:?}")),
+            },
             // `cargo bench` passes `--bench` to harness=false targets.
             "--bench" => {}
             "-h" | "--help" => {
@@ -123,6 +142,7 @@ fn run() -> Result<bool, String> {
         .and_then(|e| Some(e.parent()?.parent()?.parent()?.join("bench")))
         .unwrap_or_else(|| root.join("target").join("bench"));
     let servers: Vec<String> = match &opts.only {
+        _ if opts.s3 => s3::servers(opts.peers.unwrap_or(!opts.quick)),
         Some(l) => SERVERS.iter().filter(|s| l.iter().any(|x| x == *s)).map(|s| s.to_string()).collect(),
         None if opts.peers.unwrap_or(!opts.quick) => SERVERS.iter().map(|s| s.to_string()).collect(),
         None => vec!["tusk".to_string()],
@@ -157,7 +177,7 @@ fn run() -> Result<bool, String> {
         ));
     }
     for s in &servers {
-        if s == "node" && !on_path("node") {
+        if (s == "node" || s == "node-s3") && !on_path("node") {
             return Err("node not found (the @tus/server peer needs Node.js >= 20.19); use --no-peers".into());
         }
     }
@@ -205,11 +225,37 @@ fn run() -> Result<bool, String> {
     if servers.iter().any(|s| s == "rustus") {
         ensure_rustus(&peers)?;
     }
+    if opts.s3 && servers.iter().any(|s| s == "node-s3") && !peers.join("node-s3/node_modules/@tus/s3-store").is_dir()
+    {
+        // start-node-s3.sh would install them, but inside the readiness wait.
+        let ok = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund"])
+            .current_dir(peers.join("node-s3"))
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return Err("npm install in peers/node-s3 failed; use --no-peers".into());
+        }
+    }
 
     let started = Instant::now();
     let mut runs: BTreeMap<String, Run> = BTreeMap::new();
     let mut all_ok = true;
-    for s in &servers {
+    if opts.s3 {
+        let cx = s3::Ctx {
+            root: &root,
+            peers: &peers,
+            data_root: &data_root,
+            results: &results,
+            ts: &ts,
+            tusk_bin: &tusk_bin,
+            knobs: &knobs,
+            with_peer: servers.iter().any(|s| s == "node-s3"),
+            quick: opts.quick,
+        };
+        (all_ok, runs) = s3::run(&cx)?;
+    }
+    for s in servers.iter().filter(|_| !opts.s3) {
         if opts.drop_caches {
             drop_caches();
         }
@@ -229,7 +275,7 @@ fn run() -> Result<bool, String> {
                 ),
             )?;
             let (small, big) = if opts.quick { (16, 1024) } else { (16, 4096) };
-            memory_by_size(&tusk_bin, &data_root, &ts, &tsv, small, big)?;
+            memory_by_size(&tusk_bin, &data_root, &ts, &tsv, small, big, &[])?;
             rc
         } else if s == "null" {
             run_null(&peers, &tsv, &knobs)?
@@ -261,7 +307,7 @@ fn run() -> Result<bool, String> {
         started.elapsed().as_secs_f64(),
         if knob_note.is_empty() { "bench.sh defaults".to_string() } else { knob_note.join(" ") }
     ));
-    out.push_str(&report(&servers, &runs));
+    out.push_str(&if opts.s3 { s3::report(&servers, &runs) } else { report(&servers, &runs) });
     println!("\n{out}");
     let md = results.join(format!("{ts}.md"));
     let _ = fs::write(&md, &out);
@@ -337,12 +383,18 @@ struct Tusk {
 
 impl Tusk {
     fn start(bin: &Path, data: &Path, log_path: &Path) -> Result<Tusk, String> {
+        Tusk::start_with(bin, data, log_path, &[])
+    }
+
+    /// With more arguments to `tusk serve` (the S3 mode's storage flags).
+    fn start_with(bin: &Path, data: &Path, log_path: &Path, extra: &[String]) -> Result<Tusk, String> {
         fs::create_dir_all(data).map_err(|e| e.to_string())?;
         fs::create_dir_all(log_path.parent().unwrap()).map_err(|e| e.to_string())?;
         let mut child = Command::new(bin)
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
+            .args(extra)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -419,12 +471,13 @@ fn memory_by_size(
     tsv: &Path,
     small: u64,
     big: u64,
+    extra: &[String],
 ) -> Result<(), String> {
     let mut lines = String::new();
     for (key, mib) in [("memory.rss_small_upload", small), ("memory.rss_big_upload", big)] {
         let data = data_root.join(format!("tusk-{ts}-{key}"));
         let log = data_root.join("results").join(format!("tusk-{ts}-{key}.server.log"));
-        let mut server = Tusk::start(bin, &data, &log)?;
+        let mut server = Tusk::start_with(bin, &data, &log, extra)?;
         eprintln!("[bench tus] {key}: one PATCH of {mib} MiB into a fresh server");
         let result = upload_generated(&server.addr, mib << 20);
         let rss = server.peak_rss_mib();
