@@ -225,7 +225,9 @@ fn run() -> Result<bool, String> {
     if servers.iter().any(|s| s == "rustus") {
         ensure_rustus(&peers)?;
     }
-    if opts.s3 && servers.iter().any(|s| s == "node-s3") && !peers.join("node-s3/node_modules/@tus/s3-store").is_dir()
+    if opts.s3
+        && servers.iter().any(|s| s == "node-s3")
+        && !peers.join("node-s3/node_modules/@tus/s3-store").is_dir()
     {
         // start-node-s3.sh would install them, but inside the readiness wait.
         let ok = Command::new("npm")

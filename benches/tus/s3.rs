@@ -51,7 +51,10 @@ impl Garage {
             .lines()
             .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
             .collect();
-        let pid = vars.get("GARAGE_PID").and_then(|p| p.parse().ok()).ok_or("garage-start printed no GARAGE_PID")?;
+        let pid = vars
+            .get("GARAGE_PID")
+            .and_then(|p| p.parse().ok())
+            .ok_or("garage-start printed no GARAGE_PID")?;
         Ok(Garage { pid, vars })
     }
 
@@ -61,7 +64,11 @@ impl Garage {
 
     /// S3_ENDPOINT, S3_BUCKET, S3_REGION and the key, for the peer's script.
     fn env(&self) -> Vec<(String, String)> {
-        self.vars.iter().filter(|(k, _)| k.as_str() != "GARAGE_PID").map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.vars
+            .iter()
+            .filter(|(k, _)| k.as_str() != "GARAGE_PID")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     fn tusk_args(&self) -> Vec<String> {
@@ -270,7 +277,10 @@ fn direct_multipart(garage: &Garage, len: u64, seed: u64) -> Result<(f64, f64), 
             let n = ps.min(len - at);
             let part = data.slice(at as usize..(at + n) as usize);
             etags.push(
-                client.upload_part(&key, &upload, number, vec![part], n).await.map_err(|e| format!("direct: {e}"))?,
+                client
+                    .upload_part(&key, &upload, number, vec![part], n)
+                    .await
+                    .map_err(|e| format!("direct: {e}"))?,
             );
             at += n;
             number += 1;
@@ -336,7 +346,8 @@ pub(super) fn report(servers: &[String], runs: &BTreeMap<String, Run>) -> String
     let vs_peer = frac(one, peer.num("ingest.single_patch"));
     let conc_peer = frac(tusk.num("concurrency.aggregate"), peer.num("concurrency.aggregate"));
     let flat = frac(big, small);
-    let show = |v: Option<f64>, suffix: &str| v.map_or("-".to_string(), |v| format!("{}{suffix}", fmt_num(v)));
+    let show =
+        |v: Option<f64>, suffix: &str| v.map_or("-".to_string(), |v| format!("{}{suffix}", fmt_num(v)));
     let rows = vec![
         vec![
             "one PATCH / direct multipart ≥ 0.90".into(),

@@ -209,14 +209,21 @@ impl ByteStore {
     }
 
     /// Opens the upload for appending at `start`: anything stored past
-    /// `start` is cut off or ignored. Returns the sink and the bytes of
+    /// `start` is cut off or ignored. `declared_end` is the offset the body
+    /// says it will reach (its length, when it has one): a hint, never a
+    /// promise (a body may end early). Returns the sink and the bytes of
     /// `start`'s page before it (the block pipeline rewrites whole pages).
     /// Blocking, never on a runtime thread.
-    pub fn open_append_blocking(&self, loc: Loc, start: u64) -> io::Result<(Sink, Vec<u8>)> {
+    pub fn open_append_blocking(
+        &self,
+        loc: Loc,
+        start: u64,
+        declared_end: Option<u64>,
+    ) -> io::Result<(Sink, Vec<u8>)> {
         match self {
             ByteStore::Files(f) => f.open_append(loc.id, start).map(|(s, head)| (Sink::File(s), head)),
             ByteStore::S3(s) => {
-                s.open_append(loc.project, loc.id, start).map(|(s, head)| (Sink::S3(s), head))
+                s.open_append(loc.project, loc.id, start, declared_end).map(|(s, head)| (Sink::S3(s), head))
             }
         }
     }

@@ -197,7 +197,11 @@ where
     }
     let mut budget = plan.budget;
     let mut gate = plan.sniff.filter(|g| g.want > g.prefix.len());
+    // A body with a length says where it ends: a store may send what it
+    // will surely fill while it arrives (a hint: the body may still stop short).
+    let declared_end = body.size_hint().exact().map(|n| record.offset.0 + n.min(plan.limit));
     let mut app = Appender::new(meta, bytes, record, plan.checksum, plan.progress);
+    app.declared_end = declared_end;
     let mut body = pin!(body);
     let mut received = 0u64;
     let mut next_space_check = 0u64;
@@ -349,6 +353,8 @@ struct Appender {
     last_checkpoint: Instant,
     checksum: Option<Algorithm>,
     progress: Option<EventBus>,
+    /// Where the body says it ends, if it has a length.
+    declared_end: Option<u64>,
     blocks: Blocks,
     /// The block being filled.
     current: Option<Block>,
@@ -388,6 +394,7 @@ impl Appender {
             last_checkpoint: Instant::now(),
             checksum,
             progress,
+            declared_end: None,
             blocks: Blocks::default(),
             current: None,
             next_offset: 0,
@@ -426,18 +433,19 @@ impl Appender {
     /// Opens the file and starts the threads; returns the first block,
     /// which starts at the page of the committed offset.
     async fn start_pipeline(&mut self) -> io::Result<Block> {
-        let (bytes, id, start) = (self.bytes.clone(), Loc::of(&self.record), self.start);
+        let (bytes, id, start, end) =
+            (self.bytes.clone(), Loc::of(&self.record), self.start, self.declared_end);
         let checksum = self.checksum.map(Algorithm::hasher);
         let sha256 = self.record.sha256.clone();
         if start % ALIGN == 0 {
             // No partial page to read first: the disk thread opens the file
             // while the first block fills, off the request's path.
             let first = self.blocks.next(start).await?;
-            let open = Box::new(move || bytes.open_append_blocking(id, start).map(|(sink, _)| sink));
+            let open = Box::new(move || bytes.open_append_blocking(id, start, end).map(|(sink, _)| sink));
             self.pipeline = Some(Pipeline::start(open, sha256, checksum));
             return Ok(first);
         }
-        let (file, head) = tokio::task::spawn_blocking(move || bytes.open_append_blocking(id, start))
+        let (file, head) = tokio::task::spawn_blocking(move || bytes.open_append_blocking(id, start, end))
             .await
             .map_err(io::Error::other)??;
         let first = self.blocks.first(start, &head).await?;

@@ -242,6 +242,38 @@ impl S3Client {
         etag_of(&headers)
     }
 
+    /// Uploads one part of `len` bytes while they arrive: the body is what
+    /// `frames` yields, sent as it comes (a part's upload overlaps its
+    /// reception, and no part is held whole for it). No deadline while the
+    /// body flows: the sender paces it and ends it with an error to abort
+    /// (the store then keeps nothing of the part); the caller bounds the
+    /// wait for the answer once the body is complete.
+    pub async fn upload_part_streamed(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: u16,
+        frames: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
+        len: u64,
+    ) -> Result<String, S3Error> {
+        let url = self.bucket.upload_part(Some(&self.credentials), key, number, upload_id).sign(SIGN_TTL);
+        let frames = futures_util::stream::unfold(frames, |mut rx| async move {
+            rx.recv().await.map(|item| (item.map(Frame::data), rx))
+        });
+        let body = BodyExt::boxed(StreamBody::new(frames));
+        let request = Request::builder()
+            .method(Method::PUT)
+            .uri(url.as_str())
+            .header("content-length", len.to_string())
+            .body(body)
+            .map_err(|e| S3Error::Garbled(format!("request: {e}")))?;
+        let response = self.http.request(request).await.map_err(|e| S3Error::Unreachable(describe(&e)))?;
+        let response = refuse_errors(response).await?;
+        let headers = response.headers().clone();
+        let _ = tokio::time::timeout(CALL_TIMEOUT, response.into_body().collect()).await;
+        etag_of(&headers)
+    }
+
     /// Makes part `number` a copy of `source`'s bytes `range` (inclusive), on the store's side.
     pub async fn upload_part_copy(
         &self,

@@ -364,15 +364,17 @@ impl S3Store {
     }
 
     /// Opens the upload for appending at `start` (which the record says is
-    /// durable). Blocking: waits for a part's buffer, then reads the tail.
+    /// durable); `declared_end` is where the body says it will end (parts it
+    /// fills then stream). Blocking: waits for a part's buffer, then reads the tail.
     pub fn open_append(
         self: &Arc<Self>,
         project: Uuid,
         id: Uuid,
         start: u64,
+        declared_end: Option<u64>,
     ) -> io::Result<(S3Sink, Vec<u8>)> {
         self.runtime.block_on(async {
-            let writer = Writer::open(self.clone(), self.key(project, id), start).await?;
+            let writer = Writer::open(self.clone(), self.key(project, id), start, declared_end).await?;
             let page = start - start % ALIGN;
             let head = writer.buf.as_slice()[(page - writer.base) as usize..].to_vec();
             Ok((S3Sink { writer }, head))
@@ -393,7 +395,7 @@ impl S3Store {
     ) -> io::Result<Sha256Stream> {
         let key = self.key(project, final_id);
         let result = async {
-            let mut writer = Writer::open(self.clone(), key.clone(), 0).await?;
+            let mut writer = Writer::open(self.clone(), key.clone(), 0, None).await?;
             let mut sha256 = Sha256Stream::default();
             for (part, len) in parts {
                 if *len == 0 {
@@ -417,7 +419,7 @@ impl S3Store {
                     sha256.update(&chunk);
                     let skip = copied.saturating_sub(seen).min(chunk.len() as u64) as usize;
                     seen += chunk.len() as u64;
-                    writer.push(&chunk[skip..]).await.map_err(refused)?;
+                    writer.push(chunk.slice(skip..)).await.map_err(refused)?;
                 }
                 if seen != *len {
                     return Err(corrupt(format!("the part {part} holds {seen} bytes, not {len}")));
@@ -571,23 +573,49 @@ impl AsRef<[u8]> for Prefix {
     }
 }
 
+/// A part going up while it fills: the upload request's body is fed the
+/// bytes as they arrive (the pipeline's blocks themselves, not copies).
+struct Streaming {
+    tx: tokio::sync::mpsc::Sender<io::Result<Bytes>>,
+    task: tokio::task::JoinHandle<Result<String, S3Error>>,
+}
+
+/// How long a part's body may wait for the store to take the next bytes
+/// before the part falls back to the buffer.
+const STREAM_STALL: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a part's answer may take once its body is complete.
+const PART_ANSWER: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The part being filled, and where it goes.
 struct Writer {
     store: Arc<S3Store>,
     key: String,
     /// Upload offset of `buf[0]`: a multiple of the part size.
     base: u64,
+    /// The part's bytes so far, whether or not they also stream: what a
+    /// sync stores as the tail when the body ends inside the part.
     buf: PartBuf,
     /// `buf` differs from the tail in the bucket.
     dirty: bool,
     /// The budget `buf` is counted in.
     permit: OwnedSemaphorePermit,
-    /// The part sent before `buf`, still going up (with its budget).
+    /// Where this append's body says it ends: a part it will fill goes up
+    /// as it fills (`streaming`) instead of after.
+    declared_end: Option<u64>,
+    streaming: Option<Streaming>,
+    /// The part's stream failed: the rest of it fills the buffer first.
+    stream_failed: bool,
+    /// The part sent before `buf`, its answer still to come.
     in_flight: Option<tokio::task::JoinHandle<Result<(), S3Error>>>,
 }
 
 impl Writer {
-    async fn open(store: Arc<S3Store>, key: String, start: u64) -> io::Result<Writer> {
+    async fn open(
+        store: Arc<S3Store>,
+        key: String,
+        start: u64,
+        declared_end: Option<u64>,
+    ) -> io::Result<Writer> {
         let ps = store.layout.part_size;
         // The budget holds at least one part (`S3Store::new`), so this ends.
         let permit =
@@ -611,25 +639,112 @@ impl Writer {
         if base > 0 && store.upload_id(&key, false).await.map_err(refused)?.is_none() {
             return Err(corrupt(format!("{key} has {base} bytes recorded but no multipart upload")));
         }
-        Ok(Writer { store, key, base, buf, dirty: false, permit, in_flight: None })
+        Ok(Writer {
+            store,
+            key,
+            base,
+            buf,
+            dirty: false,
+            permit,
+            declared_end,
+            streaming: None,
+            stream_failed: false,
+            in_flight: None,
+        })
     }
 
     fn end(&self) -> u64 {
         self.base + self.buf.len() as u64
     }
 
-    async fn push(&mut self, mut data: &[u8]) -> Result<(), S3Error> {
+    fn number(&self) -> u16 {
+        (self.base / self.store.layout.part_size + 1) as u16
+    }
+
+    async fn push(&mut self, mut data: Bytes) -> Result<(), S3Error> {
         let ps = self.store.layout.part_size as usize;
         while !data.is_empty() {
-            let n = (ps - self.buf.len()).min(data.len());
-            self.buf.extend_from_slice(&data[..n]);
+            if self.streaming.is_none()
+                && !self.stream_failed
+                && self.declared_end.is_some_and(|end| end >= self.base + ps as u64)
+            {
+                self.start_stream().await?;
+            }
+            let piece = data.split_to((ps - self.buf.len()).min(data.len()));
+            self.buf.extend_from_slice(&piece);
             self.dirty = true;
-            data = &data[n..];
+            if let Some(s) = &self.streaming {
+                match tokio::time::timeout(STREAM_STALL, s.tx.send(Ok(piece))).await {
+                    Ok(Ok(())) => {}
+                    // The request ended early or the store stopped reading:
+                    // the buffer has every byte, so the part goes up from it.
+                    _ => self.stop_stream(),
+                }
+            }
             if self.buf.len() == ps {
-                self.send_part().await?;
+                self.part_full().await?;
             }
         }
         Ok(())
+    }
+
+    /// Starts the part's upload with what the buffer holds so far (a tail
+    /// read back); the rest follows as it arrives.
+    async fn start_stream(&mut self) -> Result<(), S3Error> {
+        let ps = self.store.layout.part_size;
+        let upload = self.store.upload_id(&self.key, true).await?.expect("created if missing");
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let (store, key, number) = (self.store.clone(), self.key.clone(), self.number());
+        let task =
+            tokio::spawn(
+                async move { store.client.upload_part_streamed(&key, &upload, number, rx, ps).await },
+            );
+        if !self.buf.is_empty() {
+            let _ = tx.send(Ok(Bytes::copy_from_slice(self.buf.as_slice()))).await;
+        }
+        self.streaming = Some(Streaming { tx, task });
+        Ok(())
+    }
+
+    /// Ends the part's stream without completing it: the store keeps none of it.
+    fn stop_stream(&mut self) {
+        if let Some(s) = self.streaming.take() {
+            let _ = s.tx.try_send(Err(io::Error::other("the part is sent again from its buffer")));
+            s.task.abort();
+            self.stream_failed = true;
+        }
+    }
+
+    /// The buffer holds a whole part: it is (or goes) up, and the buffer
+    /// starts the next one.
+    async fn part_full(&mut self) -> Result<(), S3Error> {
+        if self.number() == 1 {
+            let head = Bytes::copy_from_slice(&self.buf.as_slice()[..HEAD_BYTES.min(self.buf.len())]);
+            self.store.client.put_object(&S3Store::head_key(&self.key), vec![head], &[]).await?;
+        }
+        match self.streaming.take() {
+            Some(s) => {
+                // Every byte went into the request; the answer is awaited
+                // while the next part fills (the buffer is ours again).
+                drop(s.tx);
+                self.settle().await?;
+                self.in_flight = Some(tokio::spawn(async move {
+                    match tokio::time::timeout(PART_ANSWER, s.task).await {
+                        Ok(Ok(sent)) => sent.map(drop),
+                        Ok(Err(e)) => Err(S3Error::Unreachable(format!("a part upload stopped: {e}"))),
+                        Err(_) => {
+                            Err(S3Error::Unreachable(format!("no answer to a part within {PART_ANSWER:?}")))
+                        }
+                    }
+                }));
+                self.buf.truncate(0);
+                self.base += self.store.layout.part_size;
+                self.dirty = false;
+                self.stream_failed = false;
+                Ok(())
+            }
+            None => self.send_part().await,
+        }
     }
 
     /// Waits for the part still going up, if any.
@@ -648,19 +763,16 @@ impl Writer {
     async fn send_part(&mut self) -> Result<(), S3Error> {
         self.settle().await?;
         let ps = self.store.layout.part_size;
-        let number = (self.base / ps + 1) as u16;
+        let number = self.number();
         let upload = self.store.upload_id(&self.key, true).await?.expect("created if missing");
-        if number == 1 {
-            let head = Bytes::copy_from_slice(&self.buf.as_slice()[..HEAD_BYTES.min(self.buf.len())]);
-            self.store.client.put_object(&S3Store::head_key(&self.key), vec![head], &[]).await?;
-        }
-        let next = PartBuf::new(ps as usize)
-            .map_err(|e| S3Error::Unreachable(format!("no memory for a part buffer: {e}")))?;
-        let part = Bytes::from_owner(std::mem::replace(&mut self.buf, next));
-        self.base += ps;
-        self.dirty = false;
+        self.stream_failed = false;
         match self.store.buffers.clone().try_acquire_many_owned((ps >> 10) as u32) {
             Ok(spare) => {
+                let next = PartBuf::new(ps as usize)
+                    .map_err(|e| S3Error::Unreachable(format!("no memory for a part buffer: {e}")))?;
+                let part = Bytes::from_owner(std::mem::replace(&mut self.buf, next));
+                self.base += ps;
+                self.dirty = false;
                 let used = std::mem::replace(&mut self.permit, spare);
                 let (store, key) = (self.store.clone(), self.key.clone());
                 self.in_flight = Some(tokio::spawn(async move {
@@ -671,7 +783,30 @@ impl Writer {
                 Ok(())
             }
             Err(_) => {
-                self.store.client.upload_part(&self.key, &upload, number, vec![part], ps).await.map(drop)
+                // Lent to the request and taken back after it, to fill again.
+                let shared = Arc::new(std::mem::replace(&mut self.buf, PartBuf::empty()));
+                let body = Bytes::from_owner(Prefix(shared.clone(), ps as usize));
+                let sent = self.store.client.upload_part(&self.key, &upload, number, vec![body], ps).await;
+                self.buf = self.take_back(shared)?;
+                sent?;
+                self.buf.truncate(0);
+                self.base += ps;
+                self.dirty = false;
+                Ok(())
+            }
+        }
+    }
+
+    /// The buffer back from a request that borrowed it.
+    fn take_back(&self, shared: Arc<PartBuf>) -> Result<PartBuf, S3Error> {
+        match Arc::try_unwrap(shared) {
+            Ok(buf) => Ok(buf),
+            Err(shared) => {
+                // Still held by the client (it should not be): a copy.
+                let mut copy = PartBuf::new(self.store.layout.part_size as usize)
+                    .map_err(|e| S3Error::Unreachable(format!("no memory for a part buffer: {e}")))?;
+                copy.extend_from_slice(shared.as_slice());
+                Ok(copy)
             }
         }
     }
@@ -682,7 +817,7 @@ impl Writer {
         debug_assert!(self.buf.is_empty());
         self.settle().await?;
         let ps = self.store.layout.part_size;
-        let number = self.base / ps + 1;
+        let number = self.number();
         let client = &self.store.client;
         let upload = self.store.upload_id(&self.key, true).await?.expect("created if missing");
         if number == 1 {
@@ -690,38 +825,46 @@ impl Writer {
             let head = collect(head, HEAD_BYTES).await.map_err(|e| S3Error::Unreachable(e.to_string()))?;
             client.put_object(&S3Store::head_key(&self.key), vec![Bytes::from(head)], &[]).await?;
         }
-        client
-            .upload_part_copy(&self.key, &upload, number as u16, source, Some((first, first + ps - 1)))
-            .await?;
+        client.upload_part_copy(&self.key, &upload, number, source, Some((first, first + ps - 1))).await?;
         self.base += ps;
         Ok(())
     }
 
-    /// Stores the buffer as the tail, unless it is there already.
+    /// Stores the buffer as the tail, unless it is there already. A part
+    /// still streaming goes on streaming: it completes only with all its bytes.
     async fn sync(&mut self) -> Result<(), S3Error> {
         self.settle().await?;
         if !self.dirty {
             return Ok(());
         }
-        let tail = S3Store::tail_key(&self.key, self.base / self.store.layout.part_size + 1);
-        // The buffer is lent to the request and taken back after it.
+        let tail = S3Store::tail_key(&self.key, self.number().into());
         let len = self.buf.len();
         let shared = Arc::new(std::mem::replace(&mut self.buf, PartBuf::empty()));
         let body = Bytes::from_owner(Prefix(shared.clone(), len));
         let result = self.store.client.put_object(&tail, vec![body], &[]).await;
-        self.buf = match Arc::try_unwrap(shared) {
-            Ok(buf) => buf,
-            Err(shared) => {
-                // Still held by the client (it should not be): a copy.
-                let mut copy = PartBuf::new(self.store.layout.part_size as usize)
-                    .map_err(|e| S3Error::Unreachable(format!("no memory for a part buffer: {e}")))?;
-                copy.extend_from_slice(shared.as_slice());
-                copy
-            }
-        };
+        self.buf = self.take_back(shared)?;
         result?;
         self.dirty = false;
         Ok(())
+    }
+}
+
+impl Drop for Writer {
+    /// A part that never filled is abandoned: its request ends short, so
+    /// the store keeps nothing of it.
+    fn drop(&mut self) {
+        if let Some(s) = self.streaming.take() {
+            s.task.abort();
+        }
+    }
+}
+
+/// A block's bytes as a request body, without copying them.
+struct BlockBytes(Arc<Block>);
+
+impl AsRef<[u8]> for BlockBytes {
+    fn as_ref(&self) -> &[u8] {
+        self.0.data()
     }
 }
 
@@ -744,7 +887,10 @@ impl S3Sink {
                     return Err(io::Error::other(format!("a gap in the bytes: {offset} after {end}")));
                 }
                 let skip = ((end - offset) as usize).min(data.len());
-                self.writer.push(&data[skip..]).await.map_err(refused)?;
+                if skip < data.len() {
+                    let bytes = Bytes::from_owner(BlockBytes(block.clone())).slice(skip..);
+                    self.writer.push(bytes).await.map_err(refused)?;
+                }
             }
             Ok(())
         })
@@ -764,6 +910,10 @@ impl S3Sink {
         let runtime = self.writer.store.runtime.clone();
         let _ = runtime.block_on(self.writer.settle());
         let w = &mut self.writer;
+        w.stop_stream();
+        w.stream_failed = false;
+        // What follows is not what the body declared any more.
+        w.declared_end = None;
         if len < w.base {
             w.buf.truncate(0);
             w.dirty = false;

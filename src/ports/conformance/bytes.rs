@@ -58,7 +58,21 @@ fn data(n: usize, seed: u32) -> Vec<u8> {
 /// Appends `bytes` at `start` as the upload pipeline does (blocks, then a
 /// sync), and returns the sink for the caller to drop or truncate.
 async fn append(store: &ByteStore, id: Loc, start: u64, bytes: &[u8], sync: bool) -> Sink {
-    let (mut sink, head) = block_in_place(|| store.open_append_blocking(id, start)).unwrap();
+    // The body's length declared, as a PATCH with Content-Length does: a
+    // bucket streams the parts it fills.
+    append_declared(store, id, start, bytes, Some(start + bytes.len() as u64), sync).await
+}
+
+/// As [`append`], with the body declaring `declared_end` (it may stop short of it).
+async fn append_declared(
+    store: &ByteStore,
+    id: Loc,
+    start: u64,
+    bytes: &[u8],
+    declared_end: Option<u64>,
+    sync: bool,
+) -> Sink {
+    let (mut sink, head) = block_in_place(|| store.open_append_blocking(id, start, declared_end)).unwrap();
     let blocks = Blocks::default();
     let mut block = blocks.first(start, &head).await.unwrap();
     for chunk in bytes.chunks(7_919) {
@@ -213,6 +227,31 @@ async fn appends_across_parts_resume_after_a_crash_and_finish_whole() {
         }
         store.delete(id).await.unwrap();
         assert!(!block_in_place(|| store.exists_blocking(id)).unwrap());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_that_stop_short_of_their_length_keep_what_arrived() {
+    for (_keep, store) in stores() {
+        let id = loc();
+        let all = data((PART * 3 + 1234) as usize, 8);
+        // A body declared to bring everything, cut 1.5 parts in (a client
+        // gone mid-PATCH): what arrived is kept, in a part and a tail.
+        let cut = (PART + PART / 2) as usize;
+        let end = Some(all.len() as u64);
+        drop(append_declared(&store, id, 0, &all[..cut], end, true).await);
+        // The retry declares the rest and stops again, 7 bytes short of a
+        // part's edge; then one without a length (chunked) brings a part and
+        // a bit; then the last.
+        let second = (PART * 2) as usize - 7;
+        drop(append_declared(&store, id, cut as u64, &all[cut..second], end, true).await);
+        let third = (PART * 3) as usize + 5;
+        drop(append_declared(&store, id, second as u64, &all[second..third], None, true).await);
+        drop(append(&store, id, third as u64, &all[third..], true).await);
+        store.finish(id, all.len() as u64, "application/octet-stream", &sha_hex(&all)).await.unwrap();
+        assert_eq!(store.len(id).await.unwrap(), all.len() as u64);
+        assert!(read_all(&store, id, 0, all.len() as u64).await == all, "the bytes, exactly");
+        store.delete(id).await.unwrap();
     }
 }
 
