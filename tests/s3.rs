@@ -223,6 +223,35 @@ fn kill9_mid_patch_resumes_from_a_true_offset() {
 }
 
 #[test]
+fn a_long_patch_is_recorded_at_part_edges_without_storing_tails() {
+    let g = Garage::start();
+    let s = start(&g, &[]);
+    let data = Arc::new(common::bytes(23 * MIB + 77, 12));
+    let (path, id) = tus_create(&s, None, data.len() as u64, None);
+    // 80 ms a MiB: the 1 s checkpoint falls between part edges (5 MiB
+    // parts), and waits for the next edge instead of storing the part so
+    // far as a tail.
+    let mut seen = None;
+    let r = stream(&s, &path, &data, 0, Duration::from_millis(80), |sent| {
+        if sent == 22 * MIB {
+            let tails: Vec<_> = in_bucket(&g, &id).0.into_iter().filter(|o| o.0.contains(".part")).collect();
+            // The asset's view, not a HEAD: a HEAD would take the upload over.
+            let recorded = get_asset(&s, None, &id)["received_bytes"].as_u64().unwrap();
+            seen = Some((recorded, tails));
+        }
+        true
+    })
+    .expect("an answer");
+    assert_eq!(r.status, 204, "{r:?}");
+    let (at, tails) = seen.unwrap();
+    assert!(at > 0 && at % (5 * MIB as u64) == 0, "recorded at {at}, not at a part's edge");
+    assert!(tails.is_empty(), "tails stored while the body streamed: {tails:?}");
+    let asset = wait_ready(&s, None, &id);
+    assert_eq!(asset["sha256"], sha256_hex(&data));
+    assert_eq!(g.check_objects(&s, None), 1);
+}
+
+#[test]
 fn a_bucket_that_goes_away_mid_patch_answers_503_and_the_retry_resumes() {
     let mut g = Garage::start();
     let s = start(&g, &[]);

@@ -228,6 +228,16 @@ impl ByteStore {
         }
     }
 
+    /// Capability: a sync away from a multiple of this many bytes costs a
+    /// copy of the bytes since the last one (a bucket stores the part so
+    /// far as its tail), so checkpoints wait for such an edge a while.
+    pub fn sync_alignment(&self) -> Option<u64> {
+        match self {
+            ByteStore::Files(_) => None,
+            ByteStore::S3(s) => Some(s.part_size()),
+        }
+    }
+
     /// Capability: free space, for stores that can run out of it.
     pub fn free_space(&self) -> Option<io::Result<u64>> {
         match self {

@@ -41,6 +41,11 @@ use crate::usage::Budget;
 /// Sync and record progress at least this often while a long body streams.
 const CHECKPOINT_BYTES: u64 = 64 << 20;
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// On a store whose syncs are cheap only at an edge (a bucket's part), a
+/// due checkpoint waits for the next edge, but not longer than this: a fast
+/// body crosses an edge every few tens of milliseconds, a slow one pays for
+/// a tail at most this often instead of every second.
+const CHECKPOINT_OFF_EDGE: Duration = Duration::from_secs(10);
 /// How often a streaming body checks the file system's free space.
 const SPACE_CHECK_BYTES: u64 = 1 << 20;
 /// Largest single write the disk thread makes of queued blocks.
@@ -207,14 +212,21 @@ where
     let mut next_space_check = 0u64;
     let mut end = BodyEnd::Finished;
     let mut trailers = None;
+    let align = app.bytes.sync_alignment();
     loop {
-        // A slow body still gets recorded (and shows progress) every second.
-        let due = (checkpoints && app.unrecorded())
-            .then(|| CHECKPOINT_EVERY.saturating_sub(app.last_checkpoint.elapsed()));
+        // A slow body still gets recorded (and shows progress) every second,
+        // or at the next edge where a sync is cheap.
+        let due = (checkpoints && app.unrecorded()).then(|| {
+            let every = if app.edge_wanted { CHECKPOINT_OFF_EDGE } else { CHECKPOINT_EVERY };
+            every.saturating_sub(app.last_checkpoint.elapsed())
+        });
         let next = tokio::select! {
             biased;
             _ = cancel.cancelled() => { end = BodyEnd::Interrupted; break; }
             _ = sleep_opt(due) => {
+                if app.wait_for_edge(align) {
+                    continue;
+                }
                 if let Err(e) = app.checkpoint().await {
                     end = BodyEnd::StorageFailed(e.into());
                     break;
@@ -253,7 +265,7 @@ where
                 let quota_full = granted < data.len();
                 let data = &data[..granted];
                 received += data.len() as u64;
-                if let Err(e) = app.push(data).await {
+                if let Err(e) = app.push_at_edges(data, align).await {
                     end = BodyEnd::StorageFailed(e.into());
                     break;
                 }
@@ -277,6 +289,7 @@ where
                 if checkpoints
                     && (app.written - app.recorded >= CHECKPOINT_BYTES
                         || app.last_checkpoint.elapsed() >= CHECKPOINT_EVERY)
+                    && !app.wait_for_edge(align)
                     && let Err(e) = app.checkpoint().await
                 {
                     end = BodyEnd::StorageFailed(e.into());
@@ -355,6 +368,8 @@ struct Appender {
     progress: Option<EventBus>,
     /// Where the body says it ends, if it has a length.
     declared_end: Option<u64>,
+    /// A checkpoint is due and waits for the next sync edge.
+    edge_wanted: bool,
     blocks: Blocks,
     /// The block being filled.
     current: Option<Block>,
@@ -395,6 +410,7 @@ impl Appender {
             checksum,
             progress,
             declared_end: None,
+            edge_wanted: false,
             blocks: Blocks::default(),
             current: None,
             next_offset: 0,
@@ -404,6 +420,28 @@ impl Appender {
 
     fn unrecorded(&self) -> bool {
         self.written > self.recorded
+    }
+
+    /// A checkpoint is due: true if it is to wait for the next edge of
+    /// `align` (the bytes are not at one, and it has not waited too long).
+    fn wait_for_edge(&mut self, align: Option<u64>) -> bool {
+        let Some(align) = align else { return false };
+        let at_edge = (self.start + self.written).is_multiple_of(align);
+        self.edge_wanted = !at_edge && self.last_checkpoint.elapsed() < CHECKPOINT_OFF_EDGE;
+        self.edge_wanted
+    }
+
+    /// Pushes `data`; a checkpoint waiting for an edge is taken exactly there.
+    async fn push_at_edges(&mut self, mut data: &[u8], align: Option<u64>) -> io::Result<()> {
+        if let (true, Some(align)) = (self.edge_wanted, align) {
+            let to_edge = (align - (self.start + self.written) % align) as usize;
+            if to_edge <= data.len() {
+                self.push(&data[..to_edge]).await?;
+                data = &data[to_edge..];
+                self.checkpoint().await?;
+            }
+        }
+        self.push(data).await
     }
 
     async fn push(&mut self, mut data: &[u8]) -> io::Result<()> {
@@ -487,6 +525,7 @@ impl Appender {
 
     /// Syncs what was written, then records it as the upload's offset.
     async fn checkpoint(&mut self) -> io::Result<()> {
+        self.edge_wanted = false;
         if !self.unrecorded() {
             self.last_checkpoint = Instant::now();
             return Ok(());

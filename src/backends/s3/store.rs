@@ -100,6 +100,10 @@ impl S3Store {
         &self.client
     }
 
+    pub fn part_size(&self) -> u64 {
+        self.layout.part_size
+    }
+
     pub fn key(&self, project: Uuid, id: Uuid) -> String {
         format!("{}{}/{}", self.layout.prefix, project, id)
     }
