@@ -283,8 +283,17 @@ impl S3Store {
         let ps = self.layout.part_size;
         let (full, rest) = (len / ps, len % ps);
         match upload {
+            None if len > 0
+                && self.client.head_object(&Self::tail_key(&key, 1)).await.map_err(refused)? == Some(len) =>
+            {
+                // Never a full part, and the tail holds exactly the upload:
+                // copied on the store's side (with the object's metadata)
+                // rather than read back and sent again.
+                self.client.copy_object(&Self::tail_key(&key, 1), &key, &meta).await.map_err(refused)?;
+            }
             None => {
-                // Never a full part: the whole upload is its first tail.
+                // Never a full part: the whole upload is its first tail
+                // (which a crash may have left longer than the record says).
                 let body = if len == 0 {
                     Vec::new()
                 } else {

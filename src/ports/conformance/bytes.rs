@@ -125,6 +125,16 @@ async fn appends_resume_at_the_committed_end_and_cut_what_came_after() {
         assert_eq!(store.len(id).await.unwrap(), all.len() as u64);
         assert!(read_all(&store, id, 0, all.len() as u64).await == all);
         assert!(read_all(&store, id, 4_095, 10_000).await == all[4_095..14_095]);
+        if let ByteStore::S3(s3) = &store {
+            // Less than a part: the object is its tail, copied with the metadata.
+            let key = s3.key(id.project, id.id);
+            let headers = s3.client().head_headers(&key).await.unwrap().expect("the object");
+            assert_eq!(headers["content-type"], "application/pdf");
+            assert_eq!(headers["x-amz-meta-sha256"].to_str().unwrap(), sha_hex(&all));
+            let left: Vec<_> =
+                s3.client().list_objects(&key).await.unwrap().into_iter().map(|o| o.0).collect();
+            assert_eq!(left, vec![key.clone()], "only the object is left, no tail");
+        }
         assert_eq!(store.read_prefix(id, 8_192).await.unwrap(), &all[..8_192]);
         let mut h = Sha256Stream::default();
         h.update(&all[..250_000]);
