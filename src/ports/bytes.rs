@@ -238,6 +238,13 @@ impl ByteStore {
         }
     }
 
+    /// Capability: opening an append may wait (for a bucket's buffer
+    /// budget), so the body is read only once it is open: uploads that wait
+    /// hold none of the pipeline's blocks, which the others need.
+    pub fn open_may_wait(&self) -> bool {
+        matches!(self, ByteStore::S3(_))
+    }
+
     /// Capability: free space, for stores that can run out of it.
     pub fn free_space(&self) -> Option<io::Result<u64>> {
         match self {

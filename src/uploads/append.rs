@@ -475,7 +475,7 @@ impl Appender {
             (self.bytes.clone(), Loc::of(&self.record), self.start, self.declared_end);
         let checksum = self.checksum.map(Algorithm::hasher);
         let sha256 = self.record.sha256.clone();
-        if start % ALIGN == 0 {
+        if start % ALIGN == 0 && !bytes.open_may_wait() {
             // No partial page to read first: the disk thread opens the file
             // while the first block fills, off the request's path.
             let first = self.blocks.next(start).await?;
