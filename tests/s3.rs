@@ -289,6 +289,53 @@ fn a_bucket_that_goes_away_mid_patch_answers_503_and_the_retry_resumes() {
     assert!(sha256_hex(&r.body) == sha256_hex(&data), "the object differs");
 }
 
+/// Waits (at most 10 s) until a write with the test key is refused with a
+/// 403 (`refused`) or accepted again: Garage applies a grant change on
+/// its own time.
+fn wait_for_write_refusal(g: &Garage, refused: bool) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = S3Client::new(&settings(g)).unwrap();
+    for _ in 0..100 {
+        let put = rt.block_on(client.put_object("probe", vec![bytes::Bytes::from_static(b"x")], &[]));
+        let is_refused = matches!(&put, Err(tusk::backends::s3::client::S3Error::Refused { status, .. })
+            if status.as_u16() == 403);
+        if is_refused == refused {
+            let _ = rt.block_on(client.delete_object("probe"));
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("Garage did not {} writes within 10 s", if refused { "refuse" } else { "accept" });
+}
+
+#[test]
+fn a_bucket_that_refuses_tusk_mid_upload_answers_503_and_the_retry_resumes() {
+    let g = Garage::start();
+    let s = start(&g, &[]);
+    let data = common::bytes(12 * MIB + 7, 4);
+    let (path, id) = tus_create(&s, None, data.len() as u64, None);
+    assert_eq!(tus_patch(&s, None, &path, 0, &data[..6 * MIB]).status, 204);
+    // The operator withdraws the key's write grant (a rotated or revoked
+    // credential looks the same to tusk: 403 from the bucket).
+    g.cli(&["bucket", "deny", "--write", "tusk", "--key", "tusk-key"]);
+    wait_for_write_refusal(&g, true);
+    let kept = offset(&s, &path);
+    let r = tus_patch(&s, None, &path, kept, &data[kept as usize..]);
+    assert_eq!(r.status, 503, "a refusal by the bucket is not a bare 500: {r:?}");
+    assert!(r.text().contains("storage") && r.text().contains("kept"), "{}", r.text());
+    let after: u64 = r.header("upload-offset").expect("the durable offset").parse().unwrap();
+    assert!(after >= 6 * MIB as u64, "acknowledged bytes were lost: {after}");
+    assert_eq!(offset(&s, &path), after);
+
+    g.cli(&["bucket", "allow", "--write", "tusk", "--key", "tusk-key"]);
+    wait_for_write_refusal(&g, false);
+    let r = tus_patch(&s, None, &path, after, &data[after as usize..]);
+    assert_eq!(r.status, 204, "{r:?}");
+    let asset = wait_ready(&s, None, &id);
+    assert_eq!(asset["sha256"], sha256_hex(&data));
+    assert_eq!(g.check_objects(&s, None), 1);
+}
+
 #[test]
 fn termination_and_deletion_leave_nothing_in_the_bucket() {
     let g = Garage::start();

@@ -76,7 +76,7 @@ impl From<StoreError> for ApiError {
             return ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "storage_unavailable",
-                "the server's storage cannot be reached right now; retry in a moment",
+                "the server's storage is unavailable right now (out of reach, refusing the server, or busy); retry in a moment",
             );
         }
         ApiError::new(

@@ -450,7 +450,7 @@ async fn write(
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "storage unavailable",
-                    "the server's storage cannot be reached right now; resume in a moment",
+                    "the server's storage is unavailable right now (out of reach, refusing the server, or busy); resume in a moment",
                 )
             } else {
                 (StatusCode::INTERNAL_SERVER_ERROR, "storage failure", "the bytes could not be stored")

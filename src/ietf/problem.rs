@@ -150,7 +150,7 @@ impl From<StoreError> for Problem {
             return Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "storage unavailable",
-                "the server's storage cannot be reached right now; retry in a moment",
+                "the server's storage is unavailable right now (out of reach, refusing the server, or busy); retry in a moment",
             );
         }
         Problem::new(

@@ -49,7 +49,10 @@ impl StoreError {
     }
 }
 
-/// An I/O error that means "not reachable now" rather than "broken".
+/// An I/O error that means "not now" rather than "broken": storage out of
+/// reach, refusing tusk's access (a permission an operator withdrew), or
+/// busy with the bytes (an object still being assembled). The client's
+/// retry works once it passes, so it is a 503, never a 500.
 pub fn unavailable(e: &io::Error) -> bool {
     matches!(
         e.kind(),
@@ -57,6 +60,8 @@ pub fn unavailable(e: &io::Error) -> bool {
             | io::ErrorKind::TimedOut
             | io::ErrorKind::ConnectionRefused
             | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::PermissionDenied
+            | io::ErrorKind::ResourceBusy
     )
 }
 

@@ -84,7 +84,7 @@ impl From<StoreError> for TusError {
             return TusError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ERR_STORAGE_UNAVAILABLE",
-                "the server's storage cannot be reached right now; retry in a moment",
+                "the server's storage is unavailable right now (out of reach, refusing the server, or busy); retry in a moment",
             );
         }
         TusError::new(

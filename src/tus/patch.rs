@@ -275,7 +275,7 @@ fn end_error(app: &App, end: &BodyEnd, received: u64, length: Option<u64>) -> Tu
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ERR_STORAGE_UNAVAILABLE",
                 format!(
-                    "the server's storage cannot be reached right now; {received} bytes were kept, resume \
+                    "the server's storage is unavailable right now (out of reach, refusing the server, or busy); {received} bytes were kept, resume \
                      from Upload-Offset in a moment"
                 ),
             )

@@ -61,6 +61,21 @@ impl Garage {
         self.run_script();
     }
 
+    /// Runs `garage ARGS` against this store (its administration CLI), as
+    /// an operator would: e.g. withdrawing the key's grant on the bucket.
+    pub fn cli(&self, args: &[&str]) {
+        let bin = std::env::var("GARAGE_BIN").ok().unwrap_or_else(|| {
+            let on_path = Command::new("sh").args(["-c", "command -v garage"]).output().ok();
+            match on_path.filter(|o| o.status.success()) {
+                Some(o) => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+                None => format!("{}/.cargo/bin/garage", std::env::var("HOME").unwrap_or_default()),
+            }
+        });
+        let config = self.dir.path().join("garage.toml");
+        let out = Command::new(&bin).arg("-c").arg(&config).args(args).output().expect("running garage");
+        assert!(out.status.success(), "garage {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
     /// The bucket's settings, for a client of the tests' own.
     pub fn settings(&self) -> tusk::backends::s3::client::S3Settings {
         tusk::backends::s3::client::S3Settings {

@@ -107,7 +107,16 @@ impl From<S3Error> for io::Error {
             S3Error::Unreachable(_) => io::ErrorKind::NotConnected,
             // The store is there but failing (500, 503 SlowDown): retry later.
             S3Error::Refused { status, .. } if status.is_server_error() => io::ErrorKind::NotConnected,
+            // Too many requests: the same, after a pause.
+            S3Error::Refused { status, .. } if *status == StatusCode::TOO_MANY_REQUESTS => {
+                io::ErrorKind::NotConnected
+            }
             S3Error::Refused { status, .. } if *status == StatusCode::NOT_FOUND => io::ErrorKind::NotFound,
+            // Credentials revoked or the bucket's grant withdrawn while tusk
+            // runs: the operator's to fix, and the client's retry then works.
+            S3Error::Refused { status, .. } if *status == StatusCode::FORBIDDEN => {
+                io::ErrorKind::PermissionDenied
+            }
             _ => io::ErrorKind::Other,
         };
         io::Error::new(kind, e)

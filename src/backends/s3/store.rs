@@ -174,9 +174,12 @@ impl S3Store {
         let key = self.key(project, id);
         self.client.get_object(&key, Some((start, start + len - 1))).await.map_err(|e| {
             match e.is_not_found() {
+                // Asked for only once the upload is complete: its parts
+                // are still being joined (or will be, once the bucket
+                // answers again), so "retry in a moment".
                 true => io::Error::new(
-                    io::ErrorKind::NotFound,
-                    "the upload's bytes are in object storage only once the upload is complete",
+                    io::ErrorKind::ResourceBusy,
+                    "the upload is complete and its object is still being assembled in object storage",
                 ),
                 false => e.into(),
             }
