@@ -4,8 +4,10 @@
 //! - `direct`: the limit. The same number of bytes sent straight to Garage as
 //!   one multipart upload, parts in sequence, with the part size and the S3
 //!   client tusk uses (`tusk::backends::s3::client`), from memory (nothing to
-//!   read, nothing to hash). Measured before tusk's run and after the peer's;
-//!   the better of the two is the limit.
+//!   read, nothing to hash). Measured before tusk's run and after the peer's
+//!   (`direct.multipart_*`, for the table), and in alternating pairs with
+//!   one PATCH into tusk from the same process (`pairs.*`): the goal
+//!   against the limit is taken from the pairs.
 //! - `tusk`: `tusk serve --storage s3` measured by `peers/bench.sh` (upload
 //!   phases; every upload verified by GET), then two fresh servers for the
 //!   peak RSS of one 16 MiB and one 4 GiB PATCH (1 GiB with --quick).
@@ -170,10 +172,18 @@ pub(super) fn run(cx: &Ctx) -> Result<(bool, BTreeMap<String, Run>), String> {
     let pid = server.child.id().to_string();
     // No data directory: the harness checks every upload by GET.
     let rc = bench_sh(cx.peers, &[&url, &pid], "tusk", &tsv, &knobs)?;
+    let pairs = one_patch_pairs(
+        &garage,
+        &server.addr,
+        server.child.id(),
+        big_mib << 20,
+        if cx.quick { 2 } else { 4 },
+    )?;
     server.stop();
     ok &= rc == 0;
     let (small, big) = if cx.quick { (16, 1024) } else { (16, 4096) };
     memory_by_size(cx.tusk_bin, cx.data_root, cx.ts, &tsv, small, big, &args)?;
+    append_line(&tsv, &pairs.tusk_lines)?;
     runs.insert("tusk".to_string(), Run::load(&tsv).map_err(|e| e.to_string())?);
 
     // @tus/server with @tus/s3-store
@@ -208,7 +218,7 @@ pub(super) fn run(cx: &Ctx) -> Result<(bool, BTreeMap<String, Run>), String> {
     }
 
     direct.push(direct_multipart(&garage, big_mib << 20, 1)?);
-    let mut lines = String::new();
+    let mut lines = pairs.direct_lines;
     for (i, (secs, mbps)) in direct.iter().enumerate() {
         lines.push_str(&format!(
             "direct\tdirect.multipart_{}\t{mbps:.1}\tMB/s\t{big_mib} MiB in {secs:.3} s, {PART_MIB} MiB parts in sequence, \
@@ -225,6 +235,105 @@ pub(super) fn run(cx: &Ctx) -> Result<(bool, BTreeMap<String, Run>), String> {
     drop(garage);
     let _ = fs::remove_dir_all(&garage_dir);
     Ok((ok, runs))
+}
+
+/// The figures of [`one_patch_pairs`], as TSV lines for each side.
+struct Pairs {
+    tusk_lines: String,
+    direct_lines: String,
+}
+
+/// The goal against the limit, measured in `n` alternating pairs on the
+/// same Garage: a direct multipart upload, then one PATCH of as many
+/// (different) bytes into tusk, both sent from memory by a client in this
+/// process. Garage's speed drifts by a fifth within minutes here, so a
+/// direct figure taken once, minutes away from tusk's, says more about the
+/// drift than about tusk; each side's best of `n`, taken side by side, and
+/// the median of the pairs' ratios do not.
+fn one_patch_pairs(garage: &Garage, addr: &str, tusk_pid: u32, len: u64, n: u64) -> Result<Pairs, String> {
+    let (mut tusk, mut direct, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..n {
+        let direct_side = || -> Result<(f64, f64), String> {
+            let g0 = cpu_secs(garage.pid);
+            let (_, d) = direct_multipart(garage, len, 100 + 2 * i)?;
+            Ok((d, cpu_secs(garage.pid) - g0))
+        };
+        let tusk_side = || -> Result<(f64, f64, f64), String> {
+            eprintln!("[bench tus] pair {}: one PATCH of {} MiB into tusk", i + 1, len >> 20);
+            let body = generated(len, 101 + 2 * i);
+            quiesce();
+            let (g0, t0) = (cpu_secs(garage.pid), cpu_secs(tusk_pid));
+            let (secs, verified) = super::upload_bytes(addr, len, 101 + 2 * i, Some(&body))?;
+            let t = len as f64 / 1e6 / secs;
+            eprintln!("[bench tus] pair {}: tusk {t:.1} MB/s ({secs:.3} s, {verified})", i + 1);
+            Ok((t, cpu_secs(tusk_pid) - t0, cpu_secs(garage.pid) - g0))
+        };
+        // Alternating which goes first (DT, TD, ...): whatever drifts
+        // during the run falls on both sides alike.
+        let ((d, d_garage), (t, t_cpu, t_garage)) = if i % 2 == 0 {
+            let d = direct_side()?;
+            (d, tusk_side()?)
+        } else {
+            let t = tusk_side()?;
+            (direct_side()?, t)
+        };
+        eprintln!(
+            "[bench tus] pair {}: tusk {t:.1} MB/s (cpu tusk {t_cpu:.2} s, garage {t_garage:.2} s), direct {d:.1} MB/s \
+             (cpu garage {d_garage:.2} s)",
+            i + 1
+        );
+        tusk.push(t);
+        direct.push(d);
+        ratios.push(t / d);
+    }
+    ratios.sort_by(f64::total_cmp);
+    let median = ratios[ratios.len() / 2];
+    let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    let list = |v: &[f64]| v.iter().map(|x| format!("{x:.1}")).collect::<Vec<_>>().join(", ");
+    let mib = len >> 20;
+    Ok(Pairs {
+        tusk_lines: format!(
+            "tusk\tpairs.one_patch\t{:.1}\tMB/s\tbest of {n} PATCHes of {mib} MiB from memory, each after a direct upload: {}\n\
+             tusk\tpairs.median_ratio\t{median:.3}\tx\tmedian of the {n} pairs' tusk/direct ratios\n",
+            best(&tusk),
+            list(&tusk)
+        ),
+        direct_lines: format!(
+            "direct\tpairs.one_patch\t{:.1}\tMB/s\tbest of {n} direct multipart uploads of {mib} MiB, each before a tusk PATCH: {}\n",
+            best(&direct),
+            list(&direct)
+        ),
+    })
+}
+
+/// The bytes `seed` generates (as `super::for_each_generated` sends them).
+fn generated(len: u64, seed: u64) -> Bytes {
+    let mut data = vec![0u8; len as usize];
+    for (i, chunk) in data.chunks_mut(1 << 20).enumerate() {
+        super::fill_generated(chunk, (seed << 32) + i as u64);
+    }
+    Bytes::from(data)
+}
+
+/// Before a timed upload: the previous upload's blocks written out of the
+/// page cache (`sync`), so the kernel's write-back of one side's gigabyte
+/// does not run during the other side's measurement, and the clean cache
+/// dropped where allowed (root): Garage's writes then land in memory the
+/// guest has touched before, which costs it about a quarter less CPU here
+/// than memory touched for the first time, and the same for every upload.
+fn quiesce() {
+    let _ = Command::new("sync").status();
+    let _ = fs::write("/proc/sys/vm/drop_caches", "1");
+}
+
+/// User and system CPU seconds of a process so far (0 if it is gone).
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command (which may hold spaces): utime is the 12th.
+    let rest = stat.rsplit_once(')').map_or("", |r| r.1);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    (field(11) + field(12)) / 100.0
 }
 
 fn wait_ready(port: u16, within: Duration) -> bool {
@@ -255,11 +364,8 @@ fn wait_ready(port: u16, within: Duration) -> bool {
 fn direct_multipart(garage: &Garage, len: u64, seed: u64) -> Result<(f64, f64), String> {
     let client = garage.client()?;
     let ps = PART_MIB << 20;
-    let mut data = vec![0u8; len as usize];
-    for (i, chunk) in data.chunks_mut(1 << 20).enumerate() {
-        super::fill_generated(chunk, (seed << 32) + i as u64 + 7);
-    }
-    let data = Bytes::from(data);
+    let data = generated(len, seed);
+    quiesce();
     let key = format!("direct/{seed}-{}", std::process::id());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -325,6 +431,18 @@ pub(super) fn report(servers: &[String], runs: &BTreeMap<String, Run>) -> String
         r.push(ratio(tusk.num(name), peer.num(name)));
         rows.push(r);
     }
+    for (name, label) in [
+        ("pairs.one_patch", "one PATCH from memory, best of the alternating pairs"),
+        ("pairs.median_ratio", "median tusk/direct ratio of the pairs"),
+    ] {
+        let mut r = vec![
+            format!("{label} (`{name}`)"),
+            get("tusk").figs.get(name).map_or("", |f| f.1.as_str()).into(),
+        ];
+        r.extend(servers.iter().map(|s| get(s).cell(name)));
+        r.push("-".into());
+        rows.push(r);
+    }
     for name in ["direct.multipart_before", "direct.multipart_after"] {
         let mut r = vec![format!("direct multipart upload (`{name}`)"), "MB/s".into()];
         r.extend(servers.iter().map(|s| get(s).cell(name)));
@@ -343,7 +461,9 @@ pub(super) fn report(servers: &[String], runs: &BTreeMap<String, Run>) -> String
         None => "-",
     };
     let frac = |a: Option<f64>, b: Option<f64>| a.zip(b).filter(|(_, b)| *b > 0.0).map(|(a, b)| a / b);
-    let vs_direct = frac(one, direct.num("ingest.single_patch"));
+    // Against the limit: the pairs, side by side (see `one_patch_pairs`).
+    let vs_direct = frac(tusk.num("pairs.one_patch"), direct.num("pairs.one_patch"));
+    let median = tusk.num("pairs.median_ratio");
     let vs_peer = frac(one, peer.num("ingest.single_patch"));
     let conc_peer = frac(tusk.num("concurrency.aggregate"), peer.num("concurrency.aggregate"));
     let flat = frac(big, small);
@@ -351,9 +471,14 @@ pub(super) fn report(servers: &[String], runs: &BTreeMap<String, Run>) -> String
         |v: Option<f64>, suffix: &str| v.map_or("-".to_string(), |v| format!("{}{suffix}", fmt_num(v)));
     let rows = vec![
         vec![
-            "one PATCH / direct multipart ≥ 0.90".into(),
+            "one PATCH / direct multipart ≥ 0.90 (best of the pairs each)".into(),
             show(vs_direct, ""),
             goal(vs_direct.map(|v| v >= 0.9)).into(),
+        ],
+        vec![
+            "the same, median of the pairs' ratios".into(),
+            show(median, ""),
+            goal(median.map(|v| v >= 0.9)).into(),
         ],
         vec![
             "one PATCH / @tus/s3-store ≥ 2×".into(),
