@@ -337,6 +337,28 @@ fn a_bucket_that_refuses_tusk_mid_upload_answers_503_and_the_retry_resumes() {
 }
 
 #[test]
+fn a_bucket_away_after_the_last_byte_delays_the_asset_but_never_fails_it() {
+    let mut g = Garage::start();
+    let s = start(&g, &[]);
+    let data = wav(11 * MIB + 99, 6);
+    let (path, id) = tus_create(&s, None, data.len() as u64, None);
+    let r = tus_patch(&s, None, &path, 0, &data);
+    assert_eq!(r.status, 204, "{r:?}");
+    // Gone while the parts are joined and the media probed.
+    g.stop();
+    let r = s.request("GET", &path, &[], b"");
+    assert_eq!(r.status, 503, "a store away is a 503, never a 500: {r:?}");
+    assert_ne!(get_asset(&s, None, &id)["state"], "failed");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_ne!(get_asset(&s, None, &id)["state"], "failed", "the store's outage is not the media's fault");
+    g.restart();
+    let asset = wait_ready(&s, None, &id);
+    assert_eq!(asset["sha256"], sha256_hex(&data));
+    assert!(asset["duration_seconds"].as_str().is_some(), "probed once the store is back: {asset}");
+    assert_eq!(g.check_objects(&s, None), 1);
+}
+
+#[test]
 fn termination_and_deletion_leave_nothing_in_the_bucket() {
     let g = Garage::start();
     let s = start(&g, &[]);

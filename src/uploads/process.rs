@@ -145,29 +145,38 @@ pub async fn start(app: &Arc<App>, rec: &UploadRecord) -> Result<(), StoreError>
 }
 
 /// Probes the media off the async runtime, then records `ready` or `failed`.
+/// A byte store that is away (a bucket unreachable or refusing tusk) is
+/// waited for, as long as it takes, with its probe slot given back
+/// meanwhile: the asset's bytes are safe, and it must not end `failed` (or
+/// stay `processing` until a restart) for the store's outage.
 async fn run(app: Arc<App>, id: Uuid) {
+    const LONGEST_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+    let mut wait = std::time::Duration::from_secs(1);
+    while let Err(e) = attempt(&app, id).await {
+        tracing::warn!(asset = %id, error = %e, "byte store away; processing the asset again in {wait:?}");
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(LONGEST_WAIT);
+    }
+}
+
+/// One try at [`run`]'s work. `Err` only for a byte store that is away;
+/// every other failure is recorded or logged here.
+async fn attempt(app: &Arc<App>, id: Uuid) -> Result<(), StoreError> {
     // Probing reads whole files; a few at a time keeps the disk for uploads.
     let _permit = app.probe_slots.acquire().await.expect("semaphore never closes");
-    let Ok(Some(rec)) = app.meta.get(id).await else { return };
-    let Some(sniffed) = rec.asset.as_ref().and_then(|a| a.sniffed.clone()) else { return };
-    // The bytes made whole with their type first (a bucket's parts joined);
-    // a store away for a while is waited for, then left to the next start.
-    let mut wait = std::time::Duration::from_secs(1);
-    loop {
-        match super::complete::finish_bytes(&app, &rec).await {
-            Ok(()) => break,
-            Err(e) if e.is_unavailable() && wait < std::time::Duration::from_secs(60) => {
-                tracing::warn!(asset = %id, error = %e, "byte store away; finishing the upload again soon");
-                tokio::time::sleep(wait).await;
-                wait *= 2;
-            }
-            Err(e) => {
-                return tracing::error!(asset = %id, error = %e, "could not finish the stored bytes; retried at next start");
-            }
+    let Ok(Some(rec)) = app.meta.get(id).await else { return Ok(()) };
+    let Some(sniffed) = rec.asset.as_ref().and_then(|a| a.sniffed.clone()) else { return Ok(()) };
+    // The bytes made whole with their type first (a bucket's parts joined).
+    match super::complete::finish_bytes(app, &rec).await {
+        Ok(()) => {}
+        Err(e) if e.is_unavailable() => return Err(e),
+        Err(e) => {
+            tracing::error!(asset = %id, error = %e, "could not finish the stored bytes; retried at next start");
+            return Ok(());
         }
     }
 
-    let limits = crate::limits::for_upload(&app, &rec);
+    let limits = crate::limits::for_upload(app, &rec);
     let outcome = match &limits.limits.allowed_types {
         // The policy changed after the type was checked at the first bytes.
         Some(_) if !limits.limits.allows(sniffed.kind) => Err(ProbeError {
@@ -201,6 +210,14 @@ async fn run(app: Arc<App>, id: Uuid) {
             .unwrap_or_else(|e| Err(ProbeError { code: "processing_failed", message: e.to_string() }))
         }
     };
+    // A probe that could not read is the store's failure, not the media's,
+    // if the store is away now: tried again rather than recorded.
+    if outcome.as_ref().is_err_and(|e| e.code != "type_not_allowed")
+        && let Err(e) = app.bytes.len(Loc::of(&rec)).await
+        && crate::ports::unavailable(&e)
+    {
+        return Err(StoreError::Io(e));
+    }
 
     let result = async {
         let _lock = app.locks.lock(id).await.map_err(|_| StoreError::Corrupt("lock timeout".into()))?;
@@ -247,6 +264,7 @@ async fn run(app: Arc<App>, id: Uuid) {
     if let Err(e) = result {
         tracing::error!(asset = %id, error = %e, "recording processing result failed; retried at next start");
     }
+    Ok(())
 }
 
 /// At start-up: finish what a restart interrupted.
