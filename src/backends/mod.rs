@@ -3,5 +3,6 @@
 pub mod files;
 pub mod local_events;
 pub mod local_locks;
+pub mod pg_meta;
 pub mod s3;
 pub mod sled_meta;

@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use super::StoreError;
 use crate::asset::{AssetState, AssetType};
+use crate::backends::pg_meta::PgMeta;
 use crate::backends::sled_meta::{SledError, SledMeta};
 use crate::record::{GoneReason, Offset, Owner, Tombstone, UploadRecord, UploadStatus};
 use crate::time::Timestamp;
@@ -29,6 +30,7 @@ type Result<T> = std::result::Result<T, StoreError>;
 #[derive(Clone)]
 pub enum MetaStore {
     Sled(Arc<SledMeta>),
+    Postgres(Arc<PgMeta>),
 }
 
 /// What start-up finds in the metadata, before the byte store is asked.
@@ -53,6 +55,7 @@ impl MetaStore {
     pub async fn get(&self, id: Uuid) -> Result<Option<UploadRecord>> {
         match self {
             MetaStore::Sled(s) => Ok(s.get(id)?),
+            MetaStore::Postgres(p) => Ok(p.get(id).await?),
         }
     }
 
@@ -60,6 +63,7 @@ impl MetaStore {
     pub async fn status(&self, id: Uuid) -> Result<Option<UploadStatus>> {
         match self {
             MetaStore::Sled(s) => Ok(s.status(id)?),
+            MetaStore::Postgres(p) => Ok(p.status(id).await?),
         }
     }
 
@@ -68,6 +72,7 @@ impl MetaStore {
     pub async fn owner(&self, id: Uuid) -> Result<Option<Owner>> {
         match self {
             MetaStore::Sled(s) => Ok(s.owner(id)?),
+            MetaStore::Postgres(p) => Ok(p.owner(id).await?),
         }
     }
 
@@ -76,6 +81,7 @@ impl MetaStore {
     pub async fn take_token_use(&self, token_id: &str, max: u64) -> Result<bool> {
         match self {
             MetaStore::Sled(s) => Ok(s.take_token_use(token_id, max)?),
+            MetaStore::Postgres(p) => Ok(p.take_token_use(token_id, max).await?),
         }
     }
 
@@ -83,6 +89,7 @@ impl MetaStore {
     pub async fn token_uses(&self, token_id: &str) -> Result<u64> {
         match self {
             MetaStore::Sled(s) => Ok(s.token_uses(token_id)?),
+            MetaStore::Postgres(p) => Ok(p.token_uses(token_id).await?),
         }
     }
 
@@ -90,6 +97,7 @@ impl MetaStore {
     pub async fn insert_new(&self, rec: &UploadRecord) -> Result<()> {
         match self {
             MetaStore::Sled(s) => Ok(s.insert_new(rec)?),
+            MetaStore::Postgres(p) => Ok(p.put(rec).await?),
         }
     }
 
@@ -98,6 +106,7 @@ impl MetaStore {
     pub async fn put(&self, rec: &UploadRecord) -> Result<()> {
         match self {
             MetaStore::Sled(s) => Ok(s.put(rec)?),
+            MetaStore::Postgres(p) => Ok(p.put(rec).await?),
         }
     }
 
@@ -105,6 +114,7 @@ impl MetaStore {
     pub async fn flush(&self) -> Result<()> {
         match self {
             MetaStore::Sled(s) => Ok(s.flush().await?),
+            MetaStore::Postgres(p) => Ok(p.flush().await?),
         }
     }
 
@@ -118,6 +128,7 @@ impl MetaStore {
                 // Reads the records the queue names as due: off the request threads.
                 off_thread(s, move |s| s.take_expired(now, expire_after)).await
             }
+            MetaStore::Postgres(p) => Ok(p.take_expired(now, expire_after).await?),
         }
     }
 
@@ -125,6 +136,7 @@ impl MetaStore {
     pub async fn expire_later(&self, at: Timestamp, id: Uuid) {
         match self {
             MetaStore::Sled(s) => s.touch(at, id),
+            MetaStore::Postgres(p) => p.expire_later(at, id).await,
         }
     }
 
@@ -132,12 +144,14 @@ impl MetaStore {
     pub async fn contains(&self, id: Uuid) -> Result<bool> {
         match self {
             MetaStore::Sled(s) => Ok(s.contains(id)?),
+            MetaStore::Postgres(p) => Ok(p.contains(id).await?),
         }
     }
 
     pub async fn tombstone(&self, id: Uuid) -> Result<Option<Tombstone>> {
         match self {
             MetaStore::Sled(s) => Ok(s.tombstone(id)?),
+            MetaStore::Postgres(p) => Ok(p.tombstone(id).await?),
         }
     }
 
@@ -146,6 +160,7 @@ impl MetaStore {
     pub async fn remove(&self, id: Uuid, reason: GoneReason) -> Result<Option<UploadRecord>> {
         match self {
             MetaStore::Sled(s) => Ok(s.remove(id, reason)?),
+            MetaStore::Postgres(p) => Ok(p.remove(id, reason).await?),
         }
     }
 
@@ -156,6 +171,7 @@ impl MetaStore {
                 // Reads every tombstone: off the request threads.
                 off_thread(s, move |s| s.prune_tombstones(before)).await
             }
+            MetaStore::Postgres(p) => Ok(p.prune_tombstones(before).await?),
         }
     }
 
@@ -177,6 +193,10 @@ impl MetaStore {
                     off_thread(s, move |s| s.list_assets(project, cursor, limit, state, kind)).await?;
                 Ok(AssetPage { assets, next })
             }
+            MetaStore::Postgres(p) => {
+                let (assets, next) = p.list_assets(project, cursor, limit, state, kind).await?;
+                Ok(AssetPage { assets, next })
+            }
         }
     }
 
@@ -184,12 +204,14 @@ impl MetaStore {
     pub async fn add_waiting_final(&self, rec: &UploadRecord) -> Result<()> {
         match self {
             MetaStore::Sled(s) => Ok(s.add_waiting_final(rec)?),
+            MetaStore::Postgres(p) => Ok(p.add_waiting_final(rec).await?),
         }
     }
 
     pub async fn remove_waiting_final(&self, rec: &UploadRecord) -> Result<()> {
         match self {
             MetaStore::Sled(s) => Ok(s.remove_waiting_final(rec)?),
+            MetaStore::Postgres(p) => Ok(p.remove_waiting_final(rec).await?),
         }
     }
 
@@ -197,6 +219,7 @@ impl MetaStore {
     pub async fn finals_waiting_for(&self, part: Uuid) -> Result<Vec<Uuid>> {
         match self {
             MetaStore::Sled(s) => Ok(s.finals_waiting_for(part)?),
+            MetaStore::Postgres(p) => Ok(p.finals_waiting_for(part).await?),
         }
     }
 
@@ -204,6 +227,7 @@ impl MetaStore {
     pub async fn waiting_finals(&self) -> Result<Vec<Uuid>> {
         match self {
             MetaStore::Sled(s) => Ok(s.waiting_finals()?),
+            MetaStore::Postgres(p) => Ok(p.waiting_finals().await?),
         }
     }
 
@@ -216,6 +240,10 @@ impl MetaStore {
                 let r = off_thread(s, |s| s.resume()).await?;
                 Ok(Resumed { usage: r.usage, not_started: r.not_started, with_bytes: r.with_bytes })
             }
+            MetaStore::Postgres(p) => {
+                let r = p.resume().await?;
+                Ok(Resumed { usage: r.usage, not_started: r.not_started, with_bytes: r.with_bytes })
+            }
         }
     }
 
@@ -223,6 +251,7 @@ impl MetaStore {
     pub async fn processing(&self) -> Result<Vec<Uuid>> {
         match self {
             MetaStore::Sled(s) => off_thread(s, |s| s.processing()).await,
+            MetaStore::Postgres(p) => Ok(p.processing().await?),
         }
     }
 }

@@ -15,6 +15,7 @@ mod conformance;
 
 use std::io;
 
+use crate::backends::pg_meta::PgError;
 use crate::backends::sled_meta::SledError;
 
 /// Storage failed: the upload service's error for any port. Each protocol
@@ -68,6 +69,19 @@ pub fn unavailable(e: &io::Error) -> bool {
 impl From<io::Error> for StoreError {
     fn from(e: io::Error) -> Self {
         StoreError::Io(e)
+    }
+}
+
+impl From<PgError> for StoreError {
+    fn from(e: PgError) -> Self {
+        if e.is_unavailable() {
+            // The database away: a 503 (`is_unavailable`), as for a bucket.
+            return StoreError::Io(io::Error::new(io::ErrorKind::NotConnected, e.to_string()));
+        }
+        match e {
+            PgError::Corrupt(e) => StoreError::Corrupt(e),
+            e => StoreError::Metadata(e.to_string()),
+        }
     }
 }
 

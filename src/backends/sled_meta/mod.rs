@@ -8,10 +8,10 @@
 //! cut off by the next append) but never a recorded offset beyond the bytes
 //! stored.
 
-mod codec;
+pub(crate) mod codec;
 mod flusher;
 mod index;
-mod placement;
+pub(crate) mod placement;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;

@@ -1,39 +1,79 @@
-//! What every metadata store must do (`MetaStore::Sled` today), through the
-//! port alone. Crash points are simulated where a backend can be left
+//! What every metadata store must do (`MetaStore::Sled` and
+//! `MetaStore::Postgres`, on a cluster each test starts), through the port
+//! alone. Crash points are simulated where a backend can be left
 //! half-way: a creation whose index entry was written without its record,
 //! and a store reopened after its writes were flushed.
 
 use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use uuid::Uuid;
 
+use super::postgres::PgCluster;
 use crate::asset::sniff::Sniffed;
 use crate::asset::{AssetInfo, AssetState, AssetType};
+use crate::backends::pg_meta::PgMeta;
 use crate::backends::sled_meta::SledMeta;
 use crate::ports::meta::MetaStore;
 use crate::record::{Concat, GoneReason, Offset, UploadRecord};
 use crate::time::Timestamp;
 
+type HalfCreated = for<'a> fn(&'a MetaStore, &'a UploadRecord) -> Pin<Box<dyn Future<Output = ()> + 'a>>;
+
 /// One backend under test: how to (re)open it on the same storage, and how
 /// to leave a creation half done as a crash between its writes would.
 struct Backend {
     _dir: tempfile::TempDir,
+    _cluster: Option<PgCluster>,
     open: Box<dyn Fn() -> MetaStore>,
-    half_created: fn(&MetaStore, &UploadRecord),
+    half_created: HalfCreated,
 }
 
 fn backends() -> Vec<Backend> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
-    vec![Backend {
+    let sled = Backend {
         _dir: dir,
+        _cluster: None,
         open: Box::new(move || MetaStore::Sled(Arc::new(SledMeta::open(&path).unwrap()))),
-        half_created: |meta, rec| match meta {
-            MetaStore::Sled(s) => s.leave_entry_without_record(rec),
+        half_created: |meta, rec| {
+            Box::pin(async move {
+                if let MetaStore::Sled(s) = meta {
+                    s.leave_entry_without_record(rec)
+                }
+            })
         },
-    }]
+    };
+    // The schema made once, on a runtime of its own (the tests' `open` is
+    // not async); each open is then a new pool on the same database.
+    let cluster = PgCluster::start();
+    let url = cluster.url.clone();
+    std::thread::spawn({
+        let url = url.clone();
+        move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(PgMeta::connect(&url)).map(drop).map_err(|e| e.to_string())
+        }
+    })
+    .join()
+    .unwrap()
+    .unwrap();
+    let postgres = Backend {
+        _dir: tempfile::tempdir().unwrap(),
+        _cluster: Some(cluster),
+        open: Box::new(move || MetaStore::Postgres(Arc::new(PgMeta::connect_lazily(&url).unwrap()))),
+        half_created: |meta, rec| {
+            Box::pin(async move {
+                if let MetaStore::Postgres(p) = meta {
+                    p.leave_entry_without_record(rec).await
+                }
+            })
+        },
+    };
+    vec![sled, postgres]
 }
 
 fn asset(project: Uuid, length: u64) -> UploadRecord {
@@ -299,7 +339,7 @@ async fn a_creation_cut_short_is_never_taken_for_an_upload() {
         let real = asset(project, 10);
         meta.insert_new(&real).await.unwrap();
         let ghost = asset(project, 10);
-        (b.half_created)(&meta, &ghost);
+        (b.half_created)(&meta, &ghost).await;
         meta.flush().await.unwrap();
         drop(meta);
 
@@ -313,4 +353,30 @@ async fn a_creation_cut_short_is_never_taken_for_an_upload() {
         assert_eq!(due, vec![real.id], "the ghost is dropped, not expired");
         assert_eq!(list_all(&meta, project, None, None).await, vec![real.id]);
     }
+}
+
+/// PostgreSQL only: nodes starting together on a fresh database make the
+/// schema once (the others wait for it, then find it made), and a node
+/// finding a schema newer than it knows refuses to start, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schema_is_made_once_and_a_newer_one_is_refused() {
+    let cluster = PgCluster::start();
+    let starts: Vec<_> = (0..4)
+        .map(|_| {
+            let url = cluster.url.clone();
+            tokio::spawn(async move { PgMeta::connect(&url).await.map(drop).map_err(|e| e.to_string()) })
+        })
+        .collect();
+    for s in starts {
+        s.await.unwrap().unwrap();
+    }
+    let (client, connection) = tokio_postgres::connect(&cluster.url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let rows = client.query("SELECT version FROM tusk_schema", &[]).await.unwrap();
+    assert_eq!(rows.len(), 1, "one schema version row");
+    let made: i32 = rows[0].get(0);
+    assert!(made >= 1);
+    client.execute("UPDATE tusk_schema SET version = version + 1", &[]).await.unwrap();
+    let refused = PgMeta::connect(&cluster.url).await.err().expect("a newer schema is refused").to_string();
+    assert!(refused.contains("newer tusk") && refused.contains("upgrade"), "{refused}");
 }

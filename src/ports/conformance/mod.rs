@@ -4,3 +4,4 @@
 
 mod bytes;
 mod meta;
+mod postgres;
