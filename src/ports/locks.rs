@@ -12,9 +12,12 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::backends::local_locks::{LocalLock, LocalLocks};
+use crate::backends::pg_locks::{PgLock, PgLocks};
 
 pub enum Locks {
     Local(LocalLocks),
+    /// Across the nodes sharing one PostgreSQL.
+    Cluster(PgLocks),
 }
 
 /// The holder did not let go in time (answered 423, which clients retry).
@@ -28,6 +31,7 @@ pub struct UploadLock {
 
 enum Held {
     Local(LocalLock),
+    Cluster(PgLock),
 }
 
 impl Locks {
@@ -37,6 +41,9 @@ impl Locks {
             Locks::Local(l) => {
                 l.lock(id).await.map(|l| UploadLock { held: Held::Local(l) }).map_err(|_| LockTimeout)
             }
+            Locks::Cluster(l) => {
+                l.lock(id).await.map(|l| UploadLock { held: Held::Cluster(l) }).map_err(|_| LockTimeout)
+            }
         }
     }
 
@@ -44,6 +51,7 @@ impl Locks {
     pub async fn try_lock(&self, id: Uuid) -> Option<UploadLock> {
         match self {
             Locks::Local(l) => l.try_lock(id).map(|l| UploadLock { held: Held::Local(l) }),
+            Locks::Cluster(l) => l.try_lock(id).await.map(|l| UploadLock { held: Held::Cluster(l) }),
         }
     }
 
@@ -51,6 +59,7 @@ impl Locks {
     pub fn held(&self) -> usize {
         match self {
             Locks::Local(l) => l.held(),
+            Locks::Cluster(l) => l.held_here(),
         }
     }
 }
@@ -60,6 +69,7 @@ impl UploadLock {
     pub fn cancelled(&self) -> &CancellationToken {
         match &self.held {
             Held::Local(l) => l.cancelled(),
+            Held::Cluster(l) => l.cancelled(),
         }
     }
 }

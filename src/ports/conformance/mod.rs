@@ -3,5 +3,6 @@
 //! alone, so a later backend passes the same tests unchanged.
 
 mod bytes;
+mod locks;
 mod meta;
 mod postgres;
