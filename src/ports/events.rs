@@ -9,18 +9,22 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 
 use crate::backends::local_events::LocalEvents;
+use crate::backends::pg_events::PgEvents;
 use crate::events::{Event, Kind, Resume};
 use crate::record::UploadRecord;
 
 #[derive(Clone)]
 pub enum EventBus {
     Local(Arc<LocalEvents>),
+    /// Every node's events in one order, through PostgreSQL.
+    Cluster(Arc<PgEvents>),
 }
 
 impl EventBus {
     pub fn emit(&self, kind: Kind, rec: &UploadRecord) {
         match self {
             EventBus::Local(e) => e.emit(kind, rec),
+            EventBus::Cluster(e) => e.emit(kind, rec),
         }
     }
 
@@ -28,12 +32,14 @@ impl EventBus {
     pub fn progress(&self, rec: &UploadRecord) {
         match self {
             EventBus::Local(e) => e.progress(rec),
+            EventBus::Cluster(e) => e.progress(rec),
         }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         match self {
             EventBus::Local(e) => e.subscribe(),
+            EventBus::Cluster(e) => e.subscribe(),
         }
     }
 
@@ -41,6 +47,7 @@ impl EventBus {
     pub fn resume(&self, last_id: &str) -> Resume {
         match self {
             EventBus::Local(e) => e.resume(last_id),
+            EventBus::Cluster(e) => e.resume(last_id),
         }
     }
 
@@ -48,6 +55,7 @@ impl EventBus {
     pub fn event_id(&self, seq: u64) -> String {
         match self {
             EventBus::Local(e) => e.event_id(seq),
+            EventBus::Cluster(e) => e.event_id(seq),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! alone, so a later backend passes the same tests unchanged.
 
 mod bytes;
+mod events;
 mod locks;
 mod meta;
 mod postgres;

@@ -1,0 +1,291 @@
+//! The event bus across nodes: every node's asset events in one order, on
+//! one PostgreSQL, with `Last-Event-ID` replay on any node.
+//!
+//! `emit` never waits: the event goes to this node's writer task, which
+//! appends it to the `tusk_events` table (numbered by a sequence, under a
+//! transaction-level advisory lock so that numbers commit in order and no
+//! reader ever sees a later number before an earlier one) and sends
+//! `NOTIFY tusk_events`. Each node's reader listens, reads what is new past
+//! the last number it has, and hands it to this node's subscribers and to
+//! its bounded in-memory history, which `resume` answers from. The reader
+//! starts with the newest stored events, so a client that reconnects to
+//! another node (its first one gone) replays from where it was. The table
+//! keeps the newest `KEEP` events; older ids are a gap, as on one node.
+
+use std::collections::{HashMap, VecDeque};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use tokio::sync::{broadcast, mpsc};
+use tokio_postgres::{AsyncMessage, NoTls};
+use uuid::Uuid;
+
+use crate::events::{Event, Kind, Resume};
+use crate::record::UploadRecord;
+
+const CHANNEL: &str = "tusk_events";
+/// Events kept in the table and in each node's memory for replay.
+const KEEP: i64 = 4096;
+/// Serialises appends across nodes, so numbers commit in order.
+const APPEND_LOCK: i64 = 0x7475_736b_0002;
+/// At most one progress event per asset this often (per node).
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+/// A reader that hears nothing looks anyway this often (a lost NOTIFY).
+const POLL: Duration = Duration::from_secs(1);
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS tusk_events (
+        seq bigserial PRIMARY KEY,
+        kind text NOT NULL,
+        project_id uuid NOT NULL,
+        record bytea NOT NULL
+    )";
+
+pub struct PgEvents {
+    tx: broadcast::Sender<Arc<Event>>,
+    writer: mpsc::UnboundedSender<(Kind, UploadRecord)>,
+    history: Arc<Mutex<VecDeque<Arc<Event>>>>,
+    last_progress: Mutex<HashMap<Uuid, Instant>>,
+}
+
+fn kind_of(s: &str) -> Option<Kind> {
+    [Kind::Created, Kind::Progress, Kind::Processing, Kind::Ready, Kind::Failed, Kind::Deleted]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+}
+
+impl PgEvents {
+    /// Connects a writer and a reader to `url`, making the table if needed,
+    /// and loads the newest stored events into the replay history.
+    pub async fn start(url: &str) -> Result<PgEvents, tokio_postgres::Error> {
+        let config = tokio_postgres::Config::from_str(url)?;
+        let (writer_client, connection) = config.connect(NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::error!(error = %e, "the event writer's database connection ended");
+            }
+        });
+        writer_client.batch_execute(SCHEMA).await?;
+
+        let (tx, _) = broadcast::channel(1024);
+        let history = Arc::new(Mutex::new(VecDeque::new()));
+        let (writer, queue) = mpsc::unbounded_channel();
+        tokio::spawn(write(config.clone(), writer_client, queue));
+        let last = load_newest(&config, &history).await?;
+        tokio::spawn(read(config, tx.clone(), history.clone(), last));
+        Ok(PgEvents { tx, writer, history, last_progress: Mutex::default() })
+    }
+
+    pub fn event_id(&self, seq: u64) -> String {
+        format!("c{seq}")
+    }
+
+    pub fn emit(&self, kind: Kind, rec: &UploadRecord) {
+        if rec.asset.is_none() {
+            return; // partial uploads are not assets
+        }
+        if kind != Kind::Progress {
+            self.last_progress.lock().expect("progress").remove(&rec.id);
+        }
+        let _ = self.writer.send((kind, rec.clone()));
+    }
+
+    pub fn progress(&self, rec: &UploadRecord) {
+        if rec.asset.is_none() || rec.is_complete() {
+            return;
+        }
+        {
+            let mut last = self.last_progress.lock().expect("progress");
+            let now = Instant::now();
+            if last.get(&rec.id).is_some_and(|t| now.duration_since(*t) < PROGRESS_EVERY) {
+                return;
+            }
+            last.insert(rec.id, now);
+        }
+        self.emit(Kind::Progress, rec);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.tx.subscribe()
+    }
+
+    /// Events after `last_id`, from this node's copy of the newest ones.
+    pub fn resume(&self, last_id: &str) -> Resume {
+        let Some(seq) = last_id.trim().strip_prefix('c').and_then(|s| s.parse::<u64>().ok()) else {
+            return Resume::Gap;
+        };
+        let history = self.history.lock().expect("history");
+        match (history.front(), history.back()) {
+            (Some(first), _) if first.seq > seq + 1 => Resume::Gap,
+            (_, Some(last)) if seq > last.seq => Resume::Gap,
+            (None, _) if seq > 0 => Resume::Gap,
+            _ => Resume::From(history.iter().filter(|e| e.seq > seq).cloned().collect()),
+        }
+    }
+}
+
+/// Appends queued events in order, each batch in one transaction under the
+/// append lock, then tells every node. Older events are pruned now and then.
+async fn write(
+    config: tokio_postgres::Config,
+    mut client: tokio_postgres::Client,
+    mut queue: mpsc::UnboundedReceiver<(Kind, UploadRecord)>,
+) {
+    let mut appended = 0u64;
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while let Ok(more) = queue.try_recv() {
+            batch.push(more);
+        }
+        // A connection that ended is made again (waiting for the database
+        // to be back), and the batch then stored on it.
+        while client.is_closed() {
+            match config.connect(NoTls).await {
+                Ok((c, connection)) => {
+                    tokio::spawn(connection);
+                    client = c;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the event writer cannot reach the database; trying again");
+                    tokio::time::sleep(POLL).await;
+                }
+            }
+        }
+        let result = async {
+            client.batch_execute("BEGIN").await?;
+            client.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK]).await?;
+            for (kind, rec) in &batch {
+                let bytes = crate::backends::sled_meta::codec::encode(rec).unwrap_or_default();
+                client
+                    .execute(
+                        "INSERT INTO tusk_events (kind, project_id, record) VALUES ($1, $2, $3)",
+                        &[&kind.as_str(), &rec.project_id, &bytes],
+                    )
+                    .await?;
+            }
+            client.execute("SELECT pg_notify($1, '')", &[&CHANNEL]).await?;
+            client.batch_execute("COMMIT").await
+        }
+        .await;
+        if let Err(e) = result {
+            let _ = client.batch_execute("ROLLBACK").await;
+            tracing::error!(error = %e, events = batch.len(), "asset events could not be stored; they are lost");
+            continue;
+        }
+        appended += batch.len() as u64;
+        if appended >= KEEP as u64 / 4 {
+            appended = 0;
+            let _ = client
+                .execute(
+                    "DELETE FROM tusk_events WHERE seq <= (SELECT max(seq) FROM tusk_events) - $1",
+                    &[&KEEP],
+                )
+                .await;
+        }
+    }
+}
+
+fn decode(row: &tokio_postgres::Row) -> Option<Arc<Event>> {
+    let seq: i64 = row.get(0);
+    let kind = kind_of(row.get(1))?;
+    let record: UploadRecord = crate::backends::sled_meta::codec::decode(&row.get::<_, Vec<u8>>(3)).ok()?;
+    Some(Arc::new(Event { seq: seq as u64, kind, project: row.get(2), record }))
+}
+
+fn remember(history: &Mutex<VecDeque<Arc<Event>>>, ev: Arc<Event>) {
+    let mut h = history.lock().expect("history");
+    h.push_back(ev);
+    while h.len() > KEEP as usize {
+        h.pop_front();
+    }
+}
+
+/// The newest stored events into `history`; returns the last number.
+async fn load_newest(
+    config: &tokio_postgres::Config,
+    history: &Mutex<VecDeque<Arc<Event>>>,
+) -> Result<i64, tokio_postgres::Error> {
+    let (client, connection) = config.connect(NoTls).await?;
+    let conn = tokio::spawn(connection);
+    let rows = client
+        .query(
+            "SELECT seq, kind, project_id, record FROM
+               (SELECT * FROM tusk_events ORDER BY seq DESC LIMIT $1) newest ORDER BY seq",
+            &[&KEEP],
+        )
+        .await?;
+    let mut last = 0;
+    for row in &rows {
+        last = row.get(0);
+        if let Some(ev) = decode(row) {
+            remember(history, ev);
+        }
+    }
+    drop(client);
+    let _ = conn.await;
+    Ok(last)
+}
+
+/// Listens for new events and hands them on in order; reconnects when its
+/// session ends.
+async fn read(
+    config: tokio_postgres::Config,
+    tx: broadcast::Sender<Arc<Event>>,
+    history: Arc<Mutex<VecDeque<Arc<Event>>>>,
+    mut last: i64,
+) {
+    loop {
+        let (client, mut connection) = match config.connect(NoTls).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "the event reader cannot reach the database; trying again");
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
+        };
+        let (heard, mut hear) = mpsc::unbounded_channel();
+        let listening = tokio::spawn(async move {
+            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(m) = messages.next().await {
+                match m {
+                    Ok(AsyncMessage::Notification(_)) => {
+                        let _ = heard.send(());
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        });
+        if client.batch_execute(&format!("LISTEN {CHANNEL}")).await.is_err() {
+            continue;
+        }
+        loop {
+            // What is new past `last`, heard of or not (a NOTIFY sent while
+            // reconnecting is not heard).
+            let rows = match client
+                .query(
+                    "SELECT seq, kind, project_id, record FROM tusk_events WHERE seq > $1 ORDER BY seq",
+                    &[&last],
+                )
+                .await
+            {
+                Ok(rows) => rows,
+                Err(_) => break,
+            };
+            for row in &rows {
+                last = row.get(0);
+                if let Some(ev) = decode(row) {
+                    remember(&history, ev.clone());
+                    let _ = tx.send(ev);
+                }
+            }
+            tokio::select! {
+                h = hear.recv() => if h.is_none() { break },
+                _ = tokio::time::sleep(POLL) => {}
+            }
+            while hear.try_recv().is_ok() {}
+        }
+        listening.abort();
+    }
+}
