@@ -32,6 +32,8 @@ const KEEP: i64 = 4096;
 const APPEND_LOCK: i64 = 0x7475_736b_0002;
 /// At most one progress event per asset this often (per node).
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+/// Events waiting for the writer at most (each a copy of its record).
+const QUEUE: usize = 8192;
 /// A reader that hears nothing looks anyway this often (a lost NOTIFY).
 const POLL: Duration = Duration::from_secs(1);
 
@@ -44,7 +46,7 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS tusk_events (
 
 pub struct PgEvents {
     tx: broadcast::Sender<Arc<Event>>,
-    writer: mpsc::UnboundedSender<(Kind, UploadRecord)>,
+    writer: mpsc::Sender<(Kind, UploadRecord)>,
     history: Arc<Mutex<VecDeque<Arc<Event>>>>,
     last_progress: Mutex<HashMap<Uuid, Instant>>,
 }
@@ -59,7 +61,8 @@ impl PgEvents {
     /// Connects a writer and a reader to `url`, making the table if needed,
     /// and loads the newest stored events into the replay history.
     pub async fn start(url: &str) -> Result<PgEvents, tokio_postgres::Error> {
-        let config = tokio_postgres::Config::from_str(url)?;
+        let mut config = tokio_postgres::Config::from_str(url)?;
+        config.connect_timeout(super::pg_meta::CONNECT_TIMEOUT);
         let (writer_client, connection) = config.connect(NoTls).await?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -70,7 +73,7 @@ impl PgEvents {
 
         let (tx, _) = broadcast::channel(1024);
         let history = Arc::new(Mutex::new(VecDeque::new()));
-        let (writer, queue) = mpsc::unbounded_channel();
+        let (writer, queue) = mpsc::channel(QUEUE);
         tokio::spawn(write(config.clone(), writer_client, queue));
         let last = load_newest(&config, &history).await?;
         tokio::spawn(read(config, tx.clone(), history.clone(), last));
@@ -88,7 +91,11 @@ impl PgEvents {
         if kind != Kind::Progress {
             self.last_progress.lock().expect("progress").remove(&rec.id);
         }
-        let _ = self.writer.send((kind, rec.clone()));
+        if self.writer.try_send((kind, rec.clone())).is_err() {
+            // The database away for long: memory stays bounded, and
+            // subscribers refetch (the list is the truth, events a hint).
+            tracing::warn!(asset = %rec.id, "the event queue is full (database away?); an event is dropped");
+        }
     }
 
     pub fn progress(&self, rec: &UploadRecord) {
@@ -130,7 +137,7 @@ impl PgEvents {
 async fn write(
     config: tokio_postgres::Config,
     mut client: tokio_postgres::Client,
-    mut queue: mpsc::UnboundedReceiver<(Kind, UploadRecord)>,
+    mut queue: mpsc::Receiver<(Kind, UploadRecord)>,
 ) {
     let mut appended = 0u64;
     while let Some(first) = queue.recv().await {
@@ -258,6 +265,8 @@ async fn read(
             }
         });
         if client.batch_execute(&format!("LISTEN {CHANNEL}")).await.is_err() {
+            listening.abort();
+            tokio::time::sleep(POLL).await;
             continue;
         }
         loop {

@@ -74,7 +74,8 @@ impl PgLocks {
         wait: Duration,
         shutdown: CancellationToken,
     ) -> Result<PgLocks, tokio_postgres::Error> {
-        let config = tokio_postgres::Config::from_str(url)?;
+        let mut config = tokio_postgres::Config::from_str(url)?;
+        config.connect_timeout(super::pg_meta::CONNECT_TIMEOUT);
         Ok(PgLocks {
             local: LocalLocks::new(wait, shutdown),
             wait,
@@ -210,9 +211,13 @@ impl Drop for PgLock {
         // Unlocked on the session before the node's own lock is let go, so
         // the next holder here never finds the key still counted for this one.
         let (session, local, key) = (self.session.clone(), self.local.take(), key(self.id));
-        tokio::spawn(async move {
-            let _ = session.client.query_one("SELECT pg_advisory_unlock($1)", &[&key]).await;
-            drop(local);
-        });
+        // Outside a runtime (a process ending) there is no unlock to send:
+        // the session ends with the process, and its locks with it.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = session.client.query_one("SELECT pg_advisory_unlock($1)", &[&key]).await;
+                drop(local);
+            });
+        }
     }
 }

@@ -36,6 +36,8 @@ const MIGRATION_LOCK: i64 = 0x7475_736b_0001;
 
 /// Connections one node keeps to the database.
 const POOL_SIZE: usize = 16;
+/// A database that does not answer a connection within this is away.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug)]
 pub enum PgError {
@@ -137,7 +139,8 @@ impl PgMeta {
 
     /// A pool for `url`; connections are made when first used.
     fn with_pool(url: &str) -> Result<PgMeta> {
-        let config = tokio_postgres::Config::from_str(url).map_err(PgError::Db)?;
+        let mut config = tokio_postgres::Config::from_str(url).map_err(PgError::Db)?;
+        config.connect_timeout(CONNECT_TIMEOUT);
         let manager =
             Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool =
