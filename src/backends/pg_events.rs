@@ -13,7 +13,6 @@
 //! keeps the newest `KEEP` events; older ids are a gap, as on one node.
 
 use std::collections::{HashMap, VecDeque};
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,14 +25,17 @@ use crate::events::{Event, Kind, Resume};
 use crate::record::UploadRecord;
 
 const CHANNEL: &str = "tusk_events";
-/// Events kept in the table and in each node's memory for replay.
+/// Events kept in the table and in each node's memory for replay...
 const KEEP: i64 = 4096;
+/// ...and at most about this many bytes of records in memory (records
+/// carry up to 16 KiB of metadata: 4,096 of the largest would be 256 MiB).
+const KEEP_BYTES: usize = 8 << 20;
 /// Serialises appends across nodes, so numbers commit in order.
 const APPEND_LOCK: i64 = 0x7475_736b_0002;
 /// At most one progress event per asset this often (per node).
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 /// Events waiting for the writer at most (each a copy of its record).
-const QUEUE: usize = 8192;
+const QUEUE: usize = 1024;
 /// A reader that hears nothing looks anyway this often (a lost NOTIFY).
 const POLL: Duration = Duration::from_secs(1);
 
@@ -47,8 +49,23 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS tusk_events (
 pub struct PgEvents {
     tx: broadcast::Sender<Arc<Event>>,
     writer: mpsc::Sender<(Kind, UploadRecord)>,
-    history: Arc<Mutex<VecDeque<Arc<Event>>>>,
+    history: Arc<Mutex<History>>,
     last_progress: Mutex<HashMap<Uuid, Instant>>,
+    /// Ends the reader when the bus goes.
+    stop: tokio_util::sync::CancellationToken,
+}
+
+/// The newest events, with the stored size of each record.
+#[derive(Default)]
+struct History {
+    events: VecDeque<(Arc<Event>, usize)>,
+    bytes: usize,
+}
+
+impl Drop for PgEvents {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 fn kind_of(s: &str) -> Option<Kind> {
@@ -61,8 +78,7 @@ impl PgEvents {
     /// Connects a writer and a reader to `url`, making the table if needed,
     /// and loads the newest stored events into the replay history.
     pub async fn start(url: &str) -> Result<PgEvents, tokio_postgres::Error> {
-        let mut config = tokio_postgres::Config::from_str(url)?;
-        config.connect_timeout(super::pg_meta::CONNECT_TIMEOUT);
+        let config = super::pg_meta::client_config(url)?;
         let (writer_client, connection) = config.connect(NoTls).await?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -72,12 +88,13 @@ impl PgEvents {
         writer_client.batch_execute(SCHEMA).await?;
 
         let (tx, _) = broadcast::channel(1024);
-        let history = Arc::new(Mutex::new(VecDeque::new()));
+        let history = Arc::new(Mutex::new(History::default()));
+        let stop = tokio_util::sync::CancellationToken::new();
         let (writer, queue) = mpsc::channel(QUEUE);
         tokio::spawn(write(config.clone(), writer_client, queue));
         let last = load_newest(&config, &history).await?;
-        tokio::spawn(read(config, tx.clone(), history.clone(), last));
-        Ok(PgEvents { tx, writer, history, last_progress: Mutex::default() })
+        tokio::spawn(read(config, tx.clone(), history.clone(), last, stop.clone()));
+        Ok(PgEvents { tx, writer, history, last_progress: Mutex::default(), stop })
     }
 
     pub fn event_id(&self, seq: u64) -> String {
@@ -123,11 +140,13 @@ impl PgEvents {
             return Resume::Gap;
         };
         let history = self.history.lock().expect("history");
-        match (history.front(), history.back()) {
-            (Some(first), _) if first.seq > seq + 1 => Resume::Gap,
-            (_, Some(last)) if seq > last.seq => Resume::Gap,
+        match (history.events.front(), history.events.back()) {
+            (Some((first, _)), _) if first.seq > seq + 1 => Resume::Gap,
+            (_, Some((last, _))) if seq > last.seq => Resume::Gap,
             (None, _) if seq > 0 => Resume::Gap,
-            _ => Resume::From(history.iter().filter(|e| e.seq > seq).cloned().collect()),
+            _ => Resume::From(
+                history.events.iter().filter(|(e, _)| e.seq > seq).map(|(e, _)| e.clone()).collect(),
+            ),
         }
     }
 }
@@ -146,39 +165,46 @@ async fn write(
             batch.push(more);
         }
         // A connection that ended is made again (waiting for the database
-        // to be back), and the batch then stored on it.
-        while client.is_closed() {
-            match config.connect(NoTls).await {
-                Ok((c, connection)) => {
-                    tokio::spawn(connection);
-                    client = c;
+        // to be back), and the batch then stored on it; a batch that fails
+        // on a connection that then ends is tried once more.
+        for attempt in 0..2 {
+            while client.is_closed() {
+                match config.connect(NoTls).await {
+                    Ok((c, connection)) => {
+                        tokio::spawn(connection);
+                        client = c;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the event writer cannot reach the database; trying again");
+                        tokio::time::sleep(POLL).await;
+                    }
                 }
+            }
+            let result = async {
+                client.batch_execute("BEGIN").await?;
+                client.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK]).await?;
+                for (kind, rec) in &batch {
+                    let bytes = crate::backends::sled_meta::codec::encode(rec).unwrap_or_default();
+                    client
+                        .execute(
+                            "INSERT INTO tusk_events (kind, project_id, record) VALUES ($1, $2, $3)",
+                            &[&kind.as_str(), &rec.project_id, &bytes],
+                        )
+                        .await?;
+                }
+                client.execute("SELECT pg_notify($1, '')", &[&CHANNEL]).await?;
+                client.batch_execute("COMMIT").await
+            }
+            .await;
+            match result {
+                Ok(()) => break,
+                Err(_) if attempt == 0 && client.is_closed() => continue,
                 Err(e) => {
-                    tracing::warn!(error = %e, "the event writer cannot reach the database; trying again");
-                    tokio::time::sleep(POLL).await;
+                    let _ = client.batch_execute("ROLLBACK").await;
+                    tracing::error!(error = %e, events = batch.len(), "asset events could not be stored; they are lost");
+                    break;
                 }
             }
-        }
-        let result = async {
-            client.batch_execute("BEGIN").await?;
-            client.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK]).await?;
-            for (kind, rec) in &batch {
-                let bytes = crate::backends::sled_meta::codec::encode(rec).unwrap_or_default();
-                client
-                    .execute(
-                        "INSERT INTO tusk_events (kind, project_id, record) VALUES ($1, $2, $3)",
-                        &[&kind.as_str(), &rec.project_id, &bytes],
-                    )
-                    .await?;
-            }
-            client.execute("SELECT pg_notify($1, '')", &[&CHANNEL]).await?;
-            client.batch_execute("COMMIT").await
-        }
-        .await;
-        if let Err(e) = result {
-            let _ = client.batch_execute("ROLLBACK").await;
-            tracing::error!(error = %e, events = batch.len(), "asset events could not be stored; they are lost");
-            continue;
         }
         appended += batch.len() as u64;
         if appended >= KEEP as u64 / 4 {
@@ -193,25 +219,31 @@ async fn write(
     }
 }
 
-fn decode(row: &tokio_postgres::Row) -> Option<Arc<Event>> {
+/// An event row and the size of its stored record.
+fn decode(row: &tokio_postgres::Row) -> Option<(Arc<Event>, usize)> {
     let seq: i64 = row.get(0);
     let kind = kind_of(row.get(1))?;
-    let record: UploadRecord = crate::backends::sled_meta::codec::decode(&row.get::<_, Vec<u8>>(3)).ok()?;
-    Some(Arc::new(Event { seq: seq as u64, kind, project: row.get(2), record }))
+    let bytes: Vec<u8> = row.get(3);
+    let record: UploadRecord = crate::backends::sled_meta::codec::decode(&bytes).ok()?;
+    // In memory a record takes about twice its packed size (its metadata
+    // as sent and as a map), and a fixed part.
+    Some((Arc::new(Event { seq: seq as u64, kind, project: row.get(2), record }), 512 + 2 * bytes.len()))
 }
 
-fn remember(history: &Mutex<VecDeque<Arc<Event>>>, ev: Arc<Event>) {
+fn remember(history: &Mutex<History>, ev: Arc<Event>, size: usize) {
     let mut h = history.lock().expect("history");
-    h.push_back(ev);
-    while h.len() > KEEP as usize {
-        h.pop_front();
+    h.bytes += size;
+    h.events.push_back((ev, size));
+    while h.events.len() > KEEP as usize || (h.bytes > KEEP_BYTES && h.events.len() > 1) {
+        let (_, dropped) = h.events.pop_front().expect("not empty");
+        h.bytes -= dropped;
     }
 }
 
 /// The newest stored events into `history`; returns the last number.
 async fn load_newest(
     config: &tokio_postgres::Config,
-    history: &Mutex<VecDeque<Arc<Event>>>,
+    history: &Mutex<History>,
 ) -> Result<i64, tokio_postgres::Error> {
     let (client, connection) = config.connect(NoTls).await?;
     let conn = tokio::spawn(connection);
@@ -225,8 +257,8 @@ async fn load_newest(
     let mut last = 0;
     for row in &rows {
         last = row.get(0);
-        if let Some(ev) = decode(row) {
-            remember(history, ev);
+        if let Some((ev, size)) = decode(row) {
+            remember(history, ev, size);
         }
     }
     drop(client);
@@ -239,10 +271,11 @@ async fn load_newest(
 async fn read(
     config: tokio_postgres::Config,
     tx: broadcast::Sender<Arc<Event>>,
-    history: Arc<Mutex<VecDeque<Arc<Event>>>>,
+    history: Arc<Mutex<History>>,
     mut last: i64,
+    stop: tokio_util::sync::CancellationToken,
 ) {
-    loop {
+    while !stop.is_cancelled() {
         let (client, mut connection) = match config.connect(NoTls).await {
             Ok(c) => c,
             Err(e) => {
@@ -284,14 +317,15 @@ async fn read(
             };
             for row in &rows {
                 last = row.get(0);
-                if let Some(ev) = decode(row) {
-                    remember(&history, ev.clone());
+                if let Some((ev, size)) = decode(row) {
+                    remember(&history, ev.clone(), size);
                     let _ = tx.send(ev);
                 }
             }
             tokio::select! {
                 h = hear.recv() => if h.is_none() { break },
                 _ = tokio::time::sleep(POLL) => {}
+                _ = stop.cancelled() => break,
             }
             while hear.try_recv().is_ok() {}
         }

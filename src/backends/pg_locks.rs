@@ -14,7 +14,6 @@
 //! knows that they are alone.
 
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -74,8 +73,7 @@ impl PgLocks {
         wait: Duration,
         shutdown: CancellationToken,
     ) -> Result<PgLocks, tokio_postgres::Error> {
-        let mut config = tokio_postgres::Config::from_str(url)?;
-        config.connect_timeout(super::pg_meta::CONNECT_TIMEOUT);
+        let config = super::pg_meta::client_config(url)?;
         Ok(PgLocks {
             local: LocalLocks::new(wait, shutdown),
             wait,
@@ -93,16 +91,19 @@ impl PgLocks {
         let deadline = tokio::time::Instant::now() + self.wait;
         let local = self.local.lock(id).await?;
         loop {
-            match self.shared.session().await {
-                Ok(session) => {
+            match tokio::time::timeout_at(deadline, self.shared.session()).await {
+                Err(_) => return Err(LockTimeout),
+                Ok(Err(e)) => tracing::warn!(error = %e, "the lock database cannot be reached"),
+                Ok(Ok(session)) => {
                     if session.try_key(id).await {
                         return Ok(self.held(id, local, session));
                     }
                     session.ask_release(id).await;
                 }
-                Err(e) => tracing::warn!(error = %e, "the lock database cannot be reached"),
             }
-            if tokio::time::Instant::now() + TICK > deadline {
+            // A newer request for the upload on this node wants it (or a
+            // shutdown): this one gives way instead of waiting its time out.
+            if tokio::time::Instant::now() + TICK > deadline || local.cancelled().is_cancelled() {
                 return Err(LockTimeout);
             }
             tokio::time::sleep(TICK).await;
@@ -186,11 +187,23 @@ impl Shared {
 }
 
 impl Session {
-    async fn try_key(&self, id: Uuid) -> bool {
-        match self.client.query_one("SELECT pg_try_advisory_lock($1)", &[&key(id)]).await {
-            Ok(row) => row.get(0),
-            Err(_) => false,
-        }
+    /// Tries the upload's key. Run to its end whatever becomes of the
+    /// caller: a request dropped while the query was on its way (the client
+    /// gone, a shutdown) would otherwise leave a lock taken in the database
+    /// that nobody here knows of, refusing every other node until restart.
+    async fn try_key(self: &Arc<Self>, id: Uuid) -> bool {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let session = self.clone();
+        tokio::spawn(async move {
+            let taken = match session.client.query_one("SELECT pg_try_advisory_lock($1)", &[&key(id)]).await {
+                Ok(row) => row.get::<_, bool>(0),
+                Err(_) => false,
+            };
+            if tx.send(taken).is_err() && taken {
+                let _ = session.client.query_one("SELECT pg_advisory_unlock($1)", &[&key(id)]).await;
+            }
+        });
+        rx.await.unwrap_or(false)
     }
 
     async fn ask_release(&self, id: Uuid) {

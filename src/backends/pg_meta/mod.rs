@@ -38,6 +38,25 @@ const MIGRATION_LOCK: i64 = 0x7475_736b_0001;
 const POOL_SIZE: usize = 16;
 /// A database that does not answer a connection within this is away.
 pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Longest a statement may run before the database cancels it: a query on
+/// a connection that stopped answering must fail, not hang a request.
+const STATEMENT_TIMEOUT_MS: u32 = 30_000;
+
+/// The settings every PostgreSQL backend connects with: a connection that
+/// is not answered, or goes quiet (a network cut rather than a refusal),
+/// fails within seconds instead of hanging for the kernel's TCP timeout.
+pub fn client_config(url: &str) -> Result<tokio_postgres::Config, tokio_postgres::Error> {
+    let mut config = tokio_postgres::Config::from_str(url)?;
+    config
+        .connect_timeout(CONNECT_TIMEOUT)
+        .keepalives(true)
+        .keepalives_idle(std::time::Duration::from_secs(5))
+        .keepalives_interval(std::time::Duration::from_secs(2))
+        .keepalives_retries(3)
+        .tcp_user_timeout(std::time::Duration::from_secs(15))
+        .options(format!("-c statement_timeout={STATEMENT_TIMEOUT_MS}"));
+    Ok(config)
+}
 
 #[derive(Debug)]
 pub enum PgError {
@@ -139,12 +158,18 @@ impl PgMeta {
 
     /// A pool for `url`; connections are made when first used.
     fn with_pool(url: &str) -> Result<PgMeta> {
-        let mut config = tokio_postgres::Config::from_str(url).map_err(PgError::Db)?;
-        config.connect_timeout(CONNECT_TIMEOUT);
+        let config = client_config(url).map_err(PgError::Db)?;
         let manager =
             Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-        let pool =
-            Pool::builder(manager).max_size(POOL_SIZE).build().map_err(|e| PgError::Pool(e.to_string()))?;
+        // Every wait bounded: a busy or unreachable database is a 503, not a hang.
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(std::time::Duration::from_secs(10)))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
+            .build()
+            .map_err(|e| PgError::Pool(e.to_string()))?;
         Ok(PgMeta { pool })
     }
 
@@ -287,27 +312,36 @@ impl PgMeta {
     /// removed one dropped. Taken in one statement: two nodes sweeping at
     /// once never both take an upload.
     pub async fn take_expired(&self, now: Timestamp, expire_after: std::time::Duration) -> Result<Vec<Uuid>> {
-        let cutoff = now.0.saturating_sub(expire_after.as_millis() as u64);
-        let client = self.pool.get().await?;
-        let rows = client
+        let cutoff = i(now.0.saturating_sub(expire_after.as_millis() as u64));
+        let mut client = self.pool.get().await?;
+        // One transaction: an error takes nothing out of the queue. Decided
+        // from the columns (`in_flight` is "may expire": unfinished and not
+        // refused), so no record is read.
+        let tx = client.transaction().await?;
+        let rows = tx
             .query(
-                "WITH due AS (DELETE FROM expiry WHERE at <= $1 RETURNING id)
-                 SELECT due.id, uploads.record FROM due LEFT JOIN uploads ON uploads.id = due.id",
-                &[&i(cutoff)],
+                "WITH taken AS (DELETE FROM expiry WHERE at <= $1 RETURNING id)
+                 SELECT uploads.id, uploads.updated_at FROM taken
+                 JOIN uploads ON uploads.id = taken.id AND uploads.in_flight",
+                &[&cutoff],
             )
             .await?;
-        drop(client);
-        let mut due = Vec::new();
+        let (mut due, mut later): (Vec<Uuid>, Vec<(Uuid, i64)>) = (Vec::new(), Vec::new());
         for row in rows {
-            let id: Uuid = row.get(0);
-            let Some(raw) = row.get::<_, Option<Vec<u8>>>(1) else { continue };
-            let rec: UploadRecord = codec::decode(&raw)?;
-            match rec.expires_at(expire_after) {
-                Some(at) if at <= now => due.push(id),
-                Some(_) => self.file_for_expiry(rec.updated_at, id).await?,
-                None => {}
-            }
+            let (id, updated): (Uuid, i64) = (row.get(0), row.get(1));
+            if updated <= cutoff { due.push(id) } else { later.push((id, updated)) }
         }
+        if !later.is_empty() {
+            // Touched since they were filed: filed again under their last change.
+            let (ids, ats): (Vec<Uuid>, Vec<i64>) = later.into_iter().unzip();
+            tx.execute(
+                "INSERT INTO expiry (id, at) SELECT * FROM unnest($1::uuid[], $2::bigint[])
+                 ON CONFLICT (id) DO UPDATE SET at = GREATEST(expiry.at, EXCLUDED.at)",
+                &[&ids, &ats],
+            )
+            .await?;
+        }
+        tx.commit().await?;
         due.sort_unstable();
         Ok(due)
     }

@@ -22,6 +22,8 @@ CREATE TABLE uploads (
     updated_at bigint NOT NULL
 );
 CREATE INDEX uploads_listed ON uploads (project_id, id DESC) WHERE grp <> 255 AND kind <> 254;
+-- Lists filtered by state and type read only what they return.
+CREATE INDEX uploads_listed_by ON uploads (project_id, grp, kind, id DESC) WHERE grp <> 255 AND kind <> 254;
 CREATE INDEX uploads_by_group ON uploads (grp) WHERE grp IN (0, 1);
 
 CREATE TABLE tombstones (
