@@ -1,9 +1,43 @@
 //! Asset events: what changed, for `GET /v1/events` (and later webhooks).
 //! The event bus port (`ports::events`) carries them.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use uuid::Uuid;
 
 use crate::record::UploadRecord;
+
+/// At most one progress event per asset this often.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+
+/// Throttles progress events per asset, for every event bus alike.
+#[derive(Default)]
+pub struct ProgressGate {
+    last: Mutex<HashMap<Uuid, Instant>>,
+}
+
+impl ProgressGate {
+    /// Whether a progress event for `rec` is due now (and counts it sent).
+    pub fn due(&self, rec: &UploadRecord) -> bool {
+        if rec.asset.is_none() || rec.is_complete() {
+            return false;
+        }
+        let mut last = self.last.lock().expect("progress");
+        let now = Instant::now();
+        if last.get(&rec.id).is_some_and(|t| now.duration_since(*t) < PROGRESS_EVERY) {
+            return false;
+        }
+        last.insert(rec.id, now);
+        true
+    }
+
+    /// Another kind of event for the asset: its throttle starts over.
+    pub fn forget(&self, id: Uuid) {
+        self.last.lock().expect("progress").remove(&id);
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {

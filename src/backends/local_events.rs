@@ -6,15 +6,14 @@
 //! keeps slow readers from slowing uploads. Event ids carry a per-start
 //! nonce, so a `Last-Event-ID` from before a restart is recognised as a gap.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use crate::events::{Event, Kind, Resume};
+use crate::events::{Event, Kind, ProgressGate, Resume};
 use crate::record::UploadRecord;
 
 /// Events kept for `Last-Event-ID` replay: at most this many...
@@ -22,15 +21,13 @@ const HISTORY: usize = 4096;
 /// ...and at most about this many bytes of records (metadata is up to 16 KiB
 /// an asset; 4,096 copies of 64 KiB records once took 400 MiB).
 const HISTORY_BYTES: usize = 8 << 20;
-/// At most one progress event per asset this often.
-const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
 pub struct LocalEvents {
     boot: String,
     seq: AtomicU64,
     tx: broadcast::Sender<std::sync::Arc<Event>>,
     history: Mutex<History>,
-    last_progress: Mutex<HashMap<Uuid, Instant>>,
+    progress: ProgressGate,
 }
 
 #[derive(Default)]
@@ -64,7 +61,7 @@ impl LocalEvents {
             seq: AtomicU64::new(0),
             tx,
             history: Mutex::default(),
-            last_progress: Mutex::default(),
+            progress: ProgressGate::default(),
         }
     }
 
@@ -77,7 +74,7 @@ impl LocalEvents {
             return; // partial uploads are not assets
         }
         if kind != Kind::Progress {
-            self.last_progress.lock().expect("progress").remove(&rec.id);
+            self.progress.forget(rec.id);
         }
         let mut history = self.history.lock().expect("history");
         // Numbered under the history lock so history stays in order.
@@ -97,18 +94,9 @@ impl LocalEvents {
 
     /// Bytes were stored; throttled per asset.
     pub fn progress(&self, rec: &UploadRecord) {
-        if rec.asset.is_none() || rec.is_complete() {
-            return;
+        if self.progress.due(rec) {
+            self.emit(Kind::Progress, rec);
         }
-        {
-            let mut last = self.last_progress.lock().expect("progress");
-            let now = Instant::now();
-            if last.get(&rec.id).is_some_and(|t| now.duration_since(*t) < PROGRESS_EVERY) {
-                return;
-            }
-            last.insert(rec.id, now);
-        }
-        self.emit(Kind::Progress, rec);
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<std::sync::Arc<Event>> {

@@ -12,16 +12,15 @@
 //! another node (its first one gone) replays from where it was. The table
 //! keeps the newest `KEEP` events; older ids are a gap, as on one node.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::sync::{broadcast, mpsc};
 use tokio_postgres::{AsyncMessage, NoTls};
-use uuid::Uuid;
 
-use crate::events::{Event, Kind, Resume};
+use crate::events::{Event, Kind, ProgressGate, Resume};
 use crate::record::UploadRecord;
 
 const CHANNEL: &str = "tusk_events";
@@ -32,8 +31,6 @@ const KEEP: i64 = 4096;
 const KEEP_BYTES: usize = 8 << 20;
 /// Serialises appends across nodes, so numbers commit in order.
 const APPEND_LOCK: i64 = 0x7475_736b_0002;
-/// At most one progress event per asset this often (per node).
-const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 /// Events waiting for the writer at most (each a copy of its record).
 const QUEUE: usize = 1024;
 /// A reader that hears nothing looks anyway this often (a lost NOTIFY).
@@ -50,7 +47,7 @@ pub struct PgEvents {
     tx: broadcast::Sender<Arc<Event>>,
     writer: mpsc::Sender<(Kind, UploadRecord)>,
     history: Arc<Mutex<History>>,
-    last_progress: Mutex<HashMap<Uuid, Instant>>,
+    progress: ProgressGate,
     /// Ends the reader when the bus goes.
     stop: tokio_util::sync::CancellationToken,
 }
@@ -94,7 +91,7 @@ impl PgEvents {
         tokio::spawn(write(config.clone(), writer_client, queue));
         let last = load_newest(&config, &history).await?;
         tokio::spawn(read(config, tx.clone(), history.clone(), last, stop.clone()));
-        Ok(PgEvents { tx, writer, history, last_progress: Mutex::default(), stop })
+        Ok(PgEvents { tx, writer, history, progress: ProgressGate::default(), stop })
     }
 
     pub fn event_id(&self, seq: u64) -> String {
@@ -106,7 +103,7 @@ impl PgEvents {
             return; // partial uploads are not assets
         }
         if kind != Kind::Progress {
-            self.last_progress.lock().expect("progress").remove(&rec.id);
+            self.progress.forget(rec.id);
         }
         if self.writer.try_send((kind, rec.clone())).is_err() {
             // The database away for long: memory stays bounded, and
@@ -116,18 +113,9 @@ impl PgEvents {
     }
 
     pub fn progress(&self, rec: &UploadRecord) {
-        if rec.asset.is_none() || rec.is_complete() {
-            return;
+        if self.progress.due(rec) {
+            self.emit(Kind::Progress, rec);
         }
-        {
-            let mut last = self.last_progress.lock().expect("progress");
-            let now = Instant::now();
-            if last.get(&rec.id).is_some_and(|t| now.duration_since(*t) < PROGRESS_EVERY) {
-                return;
-            }
-            last.insert(rec.id, now);
-        }
-        self.emit(Kind::Progress, rec);
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
