@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::{self, AuthError, Caller, Credential, Grant, Keys};
 use crate::config::Config;
 use crate::ports::bytes::ByteStore;
+use crate::ports::docs::Docs;
 use crate::ports::events::EventBus;
 use crate::ports::locks::Locks;
 use crate::ports::meta::MetaStore;
@@ -29,6 +30,8 @@ pub struct App {
     /// One writer per upload.
     pub locks: Locks,
     pub keys: Arc<Keys>,
+    /// Where keys, tokens and project policies are stored.
+    pub docs: Docs,
     pub signer: Signer,
     /// Asset changes for `/v1/events`.
     pub events: EventBus,
@@ -50,6 +53,7 @@ pub struct Parts {
     pub locks: Locks,
     pub events: EventBus,
     pub keys: Arc<Keys>,
+    pub docs: Docs,
     pub tokens: Arc<Tokens>,
     pub projects: Arc<Projects>,
     pub usage: Arc<Usage>,
@@ -58,13 +62,14 @@ pub struct Parts {
 
 impl App {
     pub fn new(cfg: Config, parts: Parts, shutdown: CancellationToken) -> Arc<App> {
-        let Parts { meta, bytes, locks, events, keys, tokens, projects, usage, signer } = parts;
+        let Parts { meta, bytes, locks, events, keys, docs, tokens, projects, usage, signer } = parts;
         Arc::new(App {
             cfg,
             meta,
             bytes,
             locks,
             keys,
+            docs,
             tokens,
             projects,
             usage,
@@ -79,9 +84,9 @@ impl App {
 impl App {
     /// The caller of a tus or draft request: an API key, an upload token, or
     /// (with neither) a signed upload URL's capability.
-    pub(crate) fn authenticate_upload(&self, req: &Request<Incoming>) -> Result<Caller, AuthError> {
+    pub(crate) async fn authenticate_upload(&self, req: &Request<Incoming>) -> Result<Caller, AuthError> {
         match auth::credential(req.headers()) {
-            Credential::Token(secret) => self.token_caller(secret),
+            Credential::Token(secret) => self.token_caller(secret).await,
             Credential::Key(secret) => self.keys.authenticate(Some(secret)),
             Credential::None => match upload_url::from_query(req.uri().query()) {
                 Some(value) => self.url_caller(value),
@@ -91,10 +96,10 @@ impl App {
     }
 
     /// The caller of a `/v1` request: API keys only.
-    pub fn authenticate_api(&self, headers: &http::HeaderMap) -> Result<Caller, AuthError> {
+    pub async fn authenticate_api(&self, headers: &http::HeaderMap) -> Result<Caller, AuthError> {
         match auth::credential(headers) {
             Credential::Token(secret) => {
-                self.token_caller(secret)?;
+                self.token_caller(secret).await?;
                 Err(AuthError::TokenNotHere)
             }
             Credential::Key(secret) => self.keys.authenticate(Some(secret)),
@@ -102,8 +107,8 @@ impl App {
         }
     }
 
-    fn token_caller(&self, secret: &str) -> Result<Caller, AuthError> {
-        let t = self.tokens.authenticate(secret).map_err(|e| match e {
+    async fn token_caller(&self, secret: &str) -> Result<Caller, AuthError> {
+        let t = self.tokens.authenticate(secret).await.map_err(|e| match e {
             TokenError::Unknown => AuthError::TokenUnknown,
             TokenError::Expired => AuthError::TokenExpired,
             TokenError::Revoked => AuthError::TokenRevoked,

@@ -2,8 +2,9 @@
 //!
 //! Keys live as one small JSON file each under `<data-dir>/keys/`, not in
 //! sled: sled allows one process per database, and `tusk keys ...` must work
-//! while a server runs on the same directory. The server notices changes to
-//! that folder within a second. Only a SHA-256 of each secret is stored.
+//! while a server runs on the same directory. With `--database-url` they are
+//! rows of the shared database instead (`ports::docs`). The server notices
+//! changes within a second. Only a SHA-256 of each secret is stored.
 //!
 //! Open mode (no key, one `default` project) ends for good once a key has
 //! existed in a data directory: `keys/.keys-in-use` remembers it, and a
@@ -11,18 +12,17 @@
 //! out (401) instead of silently serving anyone.
 
 use std::collections::HashMap;
-use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::ports::docs::{Collection, Docs, Revision};
 use crate::record::{Owner, Timestamp};
-use crate::secrets::{hash_secret, random_hex, read_json_dir, write_json_atomic};
+use crate::secrets::{hash_secret, random_hex};
 use crate::tokens::TokenRecord;
 
 /// Project ids are derived from project names, so creating a key needs no
@@ -158,30 +158,17 @@ impl AuthError {
     }
 }
 
-fn keys_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("keys")
-}
-
-/// Written before the first key: this directory has used keys.
-const IN_USE_MARKER: &str = ".keys-in-use";
-
-fn mark_in_use(dir: &Path) -> io::Result<()> {
-    let marker = dir.join(IN_USE_MARKER);
-    if marker.exists() {
-        return Ok(());
-    }
-    fs::write(&marker, b"API keys have been used in this data directory; open mode stays off.\n")?;
-    fs::File::open(dir)?.sync_all()
-}
-
-/// The key set as the server sees it, reloaded when the folder changes.
+/// The key set as the server sees it, reloaded when the documents change.
 pub struct Keys {
-    dir: PathBuf,
+    docs: Docs,
     state: RwLock<KeyState>,
     /// Open mode (no key exists) is allowed for this server.
     allow_open: bool,
     /// A key has existed here: open mode is over, whatever the folder holds now.
     closed: std::sync::atomic::AtomicBool,
+    /// The key documents' revision at the last read (on a shared store,
+    /// read again only when it moves).
+    seen: Mutex<Option<Revision>>,
 }
 
 #[derive(Default)]
@@ -190,12 +177,16 @@ struct KeyState {
 }
 
 impl Keys {
-    pub fn open(data_dir: &Path, allow_open: bool) -> io::Result<Keys> {
-        let dir = keys_dir(data_dir);
-        fs::create_dir_all(&dir)?;
-        let closed = dir.join(IN_USE_MARKER).exists();
-        let keys = Keys { dir, state: RwLock::default(), allow_open, closed: closed.into() };
-        keys.reload()?;
+    pub async fn open(docs: Docs, allow_open: bool) -> io::Result<Keys> {
+        let closed = docs.keys_in_use().await?;
+        let keys = Keys {
+            docs,
+            state: RwLock::default(),
+            allow_open,
+            closed: closed.into(),
+            seen: Mutex::new(None),
+        };
+        keys.reload().await?;
         Ok(keys)
     }
 
@@ -209,15 +200,29 @@ impl Keys {
         self.state.read().expect("keys").by_hash.values().any(|k| k.revoked_at.is_none())
     }
 
-    /// No key has ever existed in this data directory.
+    /// No key has ever existed in this data directory (or database).
     pub fn never_used(&self) -> bool {
         !self.closed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Re-reads the folder (a handful of small files); true if anything changed.
-    pub fn reload(&self) -> io::Result<bool> {
+    /// Where the keys are kept, for messages.
+    pub fn place(&self) -> String {
+        self.docs.place(Collection::Keys)
+    }
+
+    /// Re-reads the keys (a handful of small documents); true if anything changed.
+    pub async fn reload(&self) -> io::Result<bool> {
+        if self.docs.is_shared() {
+            // Every node polls: ask the database whether to read at all.
+            let revision = self.docs.revision(Collection::Keys).await?;
+            let mut seen = self.seen.lock().expect("keys");
+            if seen.as_ref() == Some(&revision) {
+                return Ok(false);
+            }
+            *seen = Some(revision);
+        }
         let by_hash: HashMap<String, KeyRecord> =
-            read_all(&self.dir)?.into_iter().map(|k| (k.secret_sha256.clone(), k)).collect();
+            list_keys(&self.docs).await?.into_iter().map(|k| (k.secret_sha256.clone(), k)).collect();
         let fingerprint = |m: &HashMap<String, KeyRecord>| {
             let mut v: Vec<(String, bool)> =
                 m.iter().map(|(h, k)| (h.clone(), k.revoked_at.is_some())).collect();
@@ -225,7 +230,7 @@ impl Keys {
             v
         };
         if !by_hash.is_empty() && self.never_used() {
-            mark_in_use(&self.dir)?;
+            self.docs.mark_keys_in_use().await?;
             self.closed.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         let mut state = self.state.write().expect("keys");
@@ -234,7 +239,7 @@ impl Keys {
             tracing::error!(
                 "every API key file is gone from {}: all requests are refused (401) until a key is created \
                  with `tusk keys create`; open mode stays off (see README, Security, to reopen on purpose)",
-                self.dir.display()
+                self.place()
             );
         }
         state.by_hash = by_hash;
@@ -248,12 +253,10 @@ impl Keys {
                 _ = tokio::time::sleep(Duration::from_millis(400)) => {}
                 _ = stop.cancelled() => return,
             }
-            let keys = self.clone();
-            match tokio::task::spawn_blocking(move || keys.reload()).await {
-                Ok(Ok(true)) => tracing::info!("API keys reloaded"),
-                Ok(Ok(false)) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "reading API keys"),
-                Err(_) => {}
+            match self.reload().await {
+                Ok(true) => tracing::info!("API keys reloaded"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "reading API keys"),
             }
         }
     }
@@ -291,12 +294,6 @@ impl Keys {
     }
 }
 
-fn read_all(dir: &Path) -> io::Result<Vec<KeyRecord>> {
-    let mut out: Vec<KeyRecord> = read_json_dir(dir, "key")?;
-    out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.key_id.cmp(&b.key_id)));
-    Ok(out)
-}
-
 pub fn valid_project_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
@@ -304,16 +301,14 @@ pub fn valid_project_name(name: &str) -> bool {
 }
 
 /// Creates a key and returns it with its secret (shown once, never stored).
-pub fn create_key(data_dir: &Path, project: &str) -> io::Result<(KeyRecord, String)> {
+pub async fn create_key(docs: &Docs, project: &str) -> io::Result<(KeyRecord, String)> {
     if !valid_project_name(project) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "project names are 1-64 characters of letters, digits, '-', '_' and '.'",
         ));
     }
-    let dir = keys_dir(data_dir);
-    fs::create_dir_all(&dir)?;
-    mark_in_use(&dir)?;
+    docs.mark_keys_in_use().await?;
     let key_id = format!("key_{}", random_hex(8)?);
     let secret = format!("sk_{}", random_hex(24)?);
     let rec = KeyRecord {
@@ -324,28 +319,28 @@ pub fn create_key(data_dir: &Path, project: &str) -> io::Result<(KeyRecord, Stri
         created_at: Timestamp::now(),
         revoked_at: None,
     };
-    write_json_atomic(&dir.join(format!("{key_id}.json")), &rec)?;
+    docs.put(Collection::Keys, &key_id, &rec).await?;
     Ok((rec, secret))
 }
 
-pub fn list_keys(data_dir: &Path) -> io::Result<Vec<KeyRecord>> {
-    let dir = keys_dir(data_dir);
-    if !dir.exists() {
-        return Ok(Vec::new());
-    }
-    read_all(&dir)
+/// Every key, oldest first.
+pub async fn list_keys(docs: &Docs) -> io::Result<Vec<KeyRecord>> {
+    let mut out: Vec<KeyRecord> = docs.list(Collection::Keys).await?;
+    out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.key_id.cmp(&b.key_id)));
+    Ok(out)
 }
 
 /// Revokes by key id, or by the secret itself.
-pub fn revoke_key(data_dir: &Path, id_or_secret: &str) -> io::Result<KeyRecord> {
+pub async fn revoke_key(docs: &Docs, id_or_secret: &str) -> io::Result<KeyRecord> {
     let hash = hash_secret(id_or_secret);
-    let mut key = list_keys(data_dir)?
+    let mut key = list_keys(docs)
+        .await?
         .into_iter()
         .find(|k| k.key_id == id_or_secret || k.secret_sha256 == hash)
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no key {id_or_secret:?}")))?;
     if key.revoked_at.is_none() {
         key.revoked_at = Some(Timestamp::now());
-        write_json_atomic(&keys_dir(data_dir).join(format!("{}.json", key.key_id)), &key)?;
+        docs.put(Collection::Keys, &key.key_id.clone(), &key).await?;
     }
     Ok(key)
 }

@@ -56,13 +56,13 @@ pub enum ProjectsCommand {
         /// Longest audio or video accepted, in seconds, or `none`.
         #[arg(long, value_parser = parse_setting_u64)]
         max_duration: Option<Setting<u64>>,
-        #[arg(long, env = "TUSK_DATA_DIR", default_value = "./data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// One line per project: name, quota, bytes stored, assets, uploads in flight.
     List {
-        #[arg(long, env = "TUSK_DATA_DIR", default_value = "./data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// A project's limits and usage.
     Show {
@@ -70,8 +70,8 @@ pub enum ProjectsCommand {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
-        #[arg(long, env = "TUSK_DATA_DIR", default_value = "./data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 
@@ -98,8 +98,20 @@ pub struct UploadLinkArgs {
     /// The server's public address, as people will open it.
     #[arg(long, env = "TUSK_PUBLIC_URL", default_value = "http://127.0.0.1:1080")]
     pub url: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// Where the commands that manage keys, tokens and projects find them.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// The server's data directory (where keys live without a database).
     #[arg(long, env = "TUSK_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+    /// The servers' PostgreSQL database (`postgres://…`), if they use one:
+    /// keys, tokens and projects are then read and written there.
+    #[arg(long, env = "TUSK_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
 }
 
 pub use crate::projects::Setting;
@@ -137,19 +149,19 @@ pub enum KeysCommand {
         /// Project the key's uploads belong to (created on first use).
         #[arg(long)]
         project: String,
-        #[arg(long, env = "TUSK_DATA_DIR", default_value = "./data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// One line per key: id, project, created, revoked or active. Never secrets.
     List {
-        #[arg(long, env = "TUSK_DATA_DIR", default_value = "./data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Revoke a key by its id (from `keys list`) or by its secret.
     Revoke {
         key: String,
-        #[arg(long, env = "TUSK_DATA_DIR", default_value = "./data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 
@@ -253,8 +265,15 @@ pub struct ServeArgs {
     #[arg(long, env = "TUSK_ALLOW_ANONYMOUS", default_value_t = false)]
     pub allow_anonymous: bool,
 
+    /// PostgreSQL for the metadata, keys, tokens, project policies, locks
+    /// and events (`postgres://user:password@host:port/db`), so that several
+    /// nodes (with `--storage s3`) serve one set of uploads. Without it,
+    /// everything lives in the data directory (sled).
+    #[arg(long, env = "TUSK_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
     /// Where upload bytes live: `files` (the data directory) or `s3` (a
-    /// bucket; the metadata stays in the data directory).
+    /// bucket; the metadata stays in the data directory or the database).
     #[arg(long, env = "TUSK_STORAGE", value_enum, default_value = "files")]
     pub storage: StorageKind,
 
@@ -422,6 +441,8 @@ pub struct Config {
     /// Where upload bytes live; `Err` says what is wrong with the flags
     /// (reported at start, as the bucket check is).
     pub storage: Result<Storage, String>,
+    /// `--database-url`: metadata, documents, locks and events in PostgreSQL.
+    pub database_url: Option<String>,
 }
 
 impl Config {
@@ -489,6 +510,7 @@ impl From<ServeArgs> for Config {
             allow_anonymous: a.allow_anonymous,
             min_free_space: a.min_free_space,
             storage,
+            database_url: a.database_url.filter(|u| !u.trim().is_empty()),
         }
     }
 }

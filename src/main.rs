@@ -1,11 +1,17 @@
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tusk::asset::rfc3339;
 use tusk::auth;
-use tusk::config::{Cli, Command, Config, KeysCommand, ProjectsCommand, ServeArgs, UploadLinkArgs};
+use tusk::backends::pg_docs::PgDocs;
+use tusk::backends::pg_meta::PgMeta;
+use tusk::config::{
+    Cli, Command, Config, KeysCommand, ProjectsCommand, ServeArgs, StoreArgs, UploadLinkArgs,
+};
+use tusk::ports::docs::Docs;
 use tusk::projects::{self, PolicyChange};
 use tusk::usage::UsageFigures;
 
@@ -31,9 +37,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(*args),
-        Some(Command::Keys(cmd)) => keys(cmd),
-        Some(Command::Projects(cmd)) => projects(cmd),
-        Some(Command::UploadLink(args)) => upload_link(args),
+        Some(Command::Keys(cmd)) => manage(keys(cmd)),
+        Some(Command::Projects(cmd)) => manage(projects(cmd)),
+        Some(Command::UploadLink(args)) => manage(upload_link(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -70,20 +76,42 @@ async fn stop_on_signal(stop: CancellationToken) {
     stop.cancel();
 }
 
-/// `tusk keys ...`: plain files under the data directory, so these work
-/// whether or not a server is running there.
-fn keys(cmd: KeysCommand) -> std::io::Result<()> {
+/// Runs a management command (keys, projects, upload links) to its end.
+fn manage(command: impl std::future::Future<Output = std::io::Result<()>>) -> std::io::Result<()> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(command)
+}
+
+/// Where the management commands find keys, tokens and projects: the data
+/// directory's files, or the servers' database (whose schema this makes or
+/// migrates, as a server would).
+async fn open_store(store: &StoreArgs) -> std::io::Result<(Docs, Option<PgMeta>)> {
+    match &store.database_url {
+        Some(url) if !url.trim().is_empty() => {
+            let meta = PgMeta::connect(url)
+                .await
+                .map_err(|e| std::io::Error::other(format!("cannot use the database: {e}")))?;
+            Ok((Docs::Postgres(Arc::new(PgDocs::new(meta.pool()))), Some(meta)))
+        }
+        _ => Ok((Docs::Dir(store.data_dir.clone()), None)),
+    }
+}
+
+/// `tusk keys ...`: plain files under the data directory (or rows of the
+/// database), so these work whether or not a server is running.
+async fn keys(cmd: KeysCommand) -> std::io::Result<()> {
     match cmd {
-        KeysCommand::Create { project, data_dir } => {
-            let (key, secret) = auth::create_key(&data_dir, &project)?;
+        KeysCommand::Create { project, store } => {
+            let (docs, _) = open_store(&store).await?;
+            let (key, secret) = auth::create_key(&docs, &project).await?;
             eprintln!(
                 "created {} for project {:?}; the secret below is shown only once",
                 key.key_id, key.project
             );
             println!("{secret}");
         }
-        KeysCommand::List { data_dir } => {
-            for k in auth::list_keys(&data_dir)? {
+        KeysCommand::List { store } => {
+            let (docs, _) = open_store(&store).await?;
+            for k in auth::list_keys(&docs).await? {
                 let status = match k.revoked_at {
                     Some(t) => format!("revoked {}", rfc3339(t)),
                     None => "active".to_string(),
@@ -91,38 +119,41 @@ fn keys(cmd: KeysCommand) -> std::io::Result<()> {
                 println!("{}\t{}\t{}\t{}", k.key_id, k.project, rfc3339(k.created_at), status);
             }
         }
-        KeysCommand::Revoke { key, data_dir } => {
-            let k = auth::revoke_key(&data_dir, &key)?;
+        KeysCommand::Revoke { key, store } => {
+            let (docs, _) = open_store(&store).await?;
+            let k = auth::revoke_key(&docs, &key).await?;
             eprintln!("revoked {} (project {:?})", k.key_id, k.project);
         }
     }
     Ok(())
 }
 
-/// `tusk projects ...`: policy files under the data directory, like keys.
-fn projects(cmd: ProjectsCommand) -> std::io::Result<()> {
+/// `tusk projects ...`: policy documents, like keys.
+async fn projects(cmd: ProjectsCommand) -> std::io::Result<()> {
     match cmd {
-        ProjectsCommand::Set { name, max_size, allowed_types, quota, max_duration, data_dir } => {
+        ProjectsCommand::Set { name, max_size, allowed_types, quota, max_duration, store } => {
+            let (docs, _) = open_store(&store).await?;
             let change = PolicyChange {
                 max_size: max_size.unwrap_or_default(),
                 allowed_types: allowed_types.unwrap_or_default(),
                 quota: quota.unwrap_or_default(),
                 max_duration: max_duration.unwrap_or_default(),
             };
-            let p = projects::set_policy(&data_dir, &name, &change)?;
+            let p = projects::set_policy(&docs, &name, &change).await?;
             eprintln!("project {:?} updated; a running server applies it within a second", p.name);
             print_project(&p, None, false);
         }
-        ProjectsCommand::List { data_dir } => {
-            let (usage, _) = usage_of(&data_dir)?;
-            let mut names: Vec<String> =
-                projects::list_policies(&data_dir)?.into_iter().map(|p| p.name).collect();
-            names.extend(auth::list_keys(&data_dir)?.into_iter().map(|k| k.project));
+        ProjectsCommand::List { store } => {
+            let (docs, meta) = open_store(&store).await?;
+            let (usage, _) = usage_of(&store, meta.as_ref()).await?;
+            let policies = projects::list_policies(&docs).await?;
+            let mut names: Vec<String> = policies.iter().map(|p| p.name.clone()).collect();
+            names.extend(auth::list_keys(&docs).await?.into_iter().map(|k| k.project));
             names.sort();
             names.dedup();
             println!("project\tquota_bytes\tbytes_stored\tassets\tuploads_in_flight");
             for name in names {
-                let quota = projects::read_policy(&data_dir, &name)?.and_then(|p| p.quota);
+                let quota = policies.iter().find(|p| p.name == name).and_then(|p| p.quota);
                 let u = usage.get(&auth::project_id(&name)).copied().unwrap_or_default();
                 println!(
                     "{name}\t{}\t{}\t{}\t{}",
@@ -133,19 +164,20 @@ fn projects(cmd: ProjectsCommand) -> std::io::Result<()> {
                 );
             }
         }
-        ProjectsCommand::Show { name, json, data_dir } => {
+        ProjectsCommand::Show { name, json, store } => {
             if !auth::valid_project_name(&name) {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidInput,
                     format!("no project {name:?}"),
                 ));
             }
-            let p = projects::read_policy(&data_dir, &name)?.unwrap_or_else(|| projects::Policy {
+            let (docs, meta) = open_store(&store).await?;
+            let p = projects::read_policy(&docs, &name).await?.unwrap_or_else(|| projects::Policy {
                 name: name.clone(),
                 project_id: auth::project_id(&name),
                 ..Default::default()
             });
-            let (usage, source) = usage_of(&data_dir)?;
+            let (usage, source) = usage_of(&store, meta.as_ref()).await?;
             let u = usage.get(&p.project_id).copied().unwrap_or_default();
             if !json {
                 eprintln!("usage {source}");
@@ -156,11 +188,18 @@ fn projects(cmd: ProjectsCommand) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Every project's usage: counted from the metadata database when no server
-/// holds it, else as the running server last reported it.
-fn usage_of(
-    data_dir: &std::path::Path,
+/// Every project's usage: counted from the database, or from the data
+/// directory's metadata when no server holds it, else as the running server
+/// last reported it.
+async fn usage_of(
+    store: &StoreArgs,
+    meta: Option<&PgMeta>,
 ) -> std::io::Result<(std::collections::HashMap<uuid::Uuid, UsageFigures>, String)> {
+    if let Some(meta) = meta {
+        let totals = meta.usage_totals().await.map_err(std::io::Error::other)?;
+        return Ok((totals, "counted from the database".into()));
+    }
+    let data_dir = &store.data_dir;
     match tusk::backends::sled_meta::SledMeta::open(data_dir) {
         Ok(store) => {
             let totals = store.usage_totals().map_err(std::io::Error::other)?;
@@ -174,7 +213,6 @@ fn usage_of(
         },
     }
 }
-
 fn print_project(p: &projects::Policy, usage: Option<UsageFigures>, json: bool) {
     let types = p.allowed_types.as_ref().map(|t| t.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(","));
     if json {
@@ -205,14 +243,15 @@ fn print_project(p: &projects::Policy, usage: Option<UsageFigures>, json: bool) 
 }
 
 /// `tusk upload-link`: an upload token, printed as a link to the page.
-fn upload_link(a: UploadLinkArgs) -> std::io::Result<()> {
+async fn upload_link(a: UploadLinkArgs) -> std::io::Result<()> {
     if !auth::valid_project_name(&a.project) {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             "project names are 1-64 characters of letters, digits, '-', '_' and '.'",
         ));
     }
-    if !auth::list_keys(&a.data_dir)?.iter().any(|k| k.revoked_at.is_none()) {
+    let (docs, _) = open_store(&a.store).await?;
+    if !auth::list_keys(&docs).await?.iter().any(|k| k.revoked_at.is_none()) {
         return Err(std::io::Error::other(
             "upload links are for servers that use API keys (without one, anybody can upload anyway); \
              create a key first with `tusk keys create --project NAME`",
@@ -228,7 +267,7 @@ fn upload_link(a: UploadLinkArgs) -> std::io::Result<()> {
         },
         metadata: Default::default(),
     };
-    let (t, secret) = tusk::tokens::create(&a.data_dir, &a.project, auth::project_id(&a.project), &spec)?;
+    let (t, secret) = tusk::tokens::create(&docs, &a.project, auth::project_id(&a.project), &spec).await?;
     eprintln!(
         "upload link for project {:?} ({}), valid until {}; revoke with DELETE /v1/upload-tokens/{}",
         t.project,

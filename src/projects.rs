@@ -19,9 +19,9 @@ use uuid::Uuid;
 
 use crate::asset::AssetType;
 use crate::auth::{project_id, valid_project_name};
+use crate::ports::docs::{Collection, Docs};
 use crate::record::Timestamp;
 use crate::record::UploadLimits;
-use crate::secrets::{read_json_dir, write_json_atomic};
 use crate::usage::{Usage, UsageFigures};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,34 +78,26 @@ pub struct PolicyChange {
     pub max_duration: Setting<u64>,
 }
 
-fn projects_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("projects")
-}
-
 fn usage_file(data_dir: &Path) -> PathBuf {
     data_dir.join("usage.json")
 }
 
-pub fn read_policy(data_dir: &Path, name: &str) -> io::Result<Option<Policy>> {
+pub async fn read_policy(docs: &Docs, name: &str) -> io::Result<Option<Policy>> {
     if !valid_project_name(name) {
         return Ok(None);
     }
-    match fs::read(projects_dir(data_dir).join(format!("{name}.json"))) {
-        Ok(b) => Ok(Some(serde_json::from_slice(&b).map_err(io::Error::other)?)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
+    docs.get(Collection::Projects, name).await
 }
 
 /// Applies `change` to the project's policy (made on first use) and stores it.
-pub fn set_policy(data_dir: &Path, name: &str, change: &PolicyChange) -> io::Result<Policy> {
+pub async fn set_policy(docs: &Docs, name: &str, change: &PolicyChange) -> io::Result<Policy> {
     if !valid_project_name(name) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "project names are 1-64 characters of letters, digits, '-', '_' and '.'",
         ));
     }
-    let mut p = read_policy(data_dir, name)?.unwrap_or_else(|| Policy {
+    let mut p = read_policy(docs, name).await?.unwrap_or_else(|| Policy {
         name: name.to_string(),
         project_id: project_id(name),
         ..Policy::default()
@@ -115,34 +107,32 @@ pub fn set_policy(data_dir: &Path, name: &str, change: &PolicyChange) -> io::Res
     change.quota.apply(&mut p.quota);
     change.max_duration.apply(&mut p.max_duration);
     p.updated_at = Timestamp::now();
-    let dir = projects_dir(data_dir);
-    fs::create_dir_all(&dir)?;
-    write_json_atomic(&dir.join(format!("{name}.json")), &p)?;
+    docs.put(Collection::Projects, name, &p).await?;
     Ok(p)
 }
 
-pub fn list_policies(data_dir: &Path) -> io::Result<Vec<Policy>> {
-    let mut out: Vec<Policy> = read_json_dir(&projects_dir(data_dir), "project")?;
+pub async fn list_policies(docs: &Docs) -> io::Result<Vec<Policy>> {
+    let mut out: Vec<Policy> = docs.list(Collection::Projects).await?;
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
 }
 
 /// The policies as the server sees them.
 pub struct Projects {
-    data_dir: PathBuf,
+    docs: Docs,
     by_id: RwLock<HashMap<Uuid, Arc<Policy>>>,
 }
 
 impl Projects {
-    pub fn open(data_dir: &Path) -> io::Result<Projects> {
-        let p = Projects { data_dir: data_dir.to_path_buf(), by_id: RwLock::default() };
-        p.reload()?;
+    pub async fn open(docs: Docs) -> io::Result<Projects> {
+        let p = Projects { docs, by_id: RwLock::default() };
+        p.reload().await?;
         Ok(p)
     }
 
     /// For tests and tools that have no data directory to read.
     pub fn empty() -> Projects {
-        Projects { data_dir: PathBuf::new(), by_id: RwLock::default() }
+        Projects { docs: Docs::Dir(PathBuf::new()), by_id: RwLock::default() }
     }
 
     pub fn policy(&self, id: Uuid) -> Option<Arc<Policy>> {
@@ -153,17 +143,19 @@ impl Projects {
         self.policy(id).map(|p| p.name.clone())
     }
 
-    /// Re-reads the folder (a file per project); true if anything changed.
-    pub fn reload(&self) -> io::Result<bool> {
+    /// Re-reads the policies (one per project); true if anything changed.
+    pub async fn reload(&self) -> io::Result<bool> {
         let map: HashMap<Uuid, Arc<Policy>> =
-            list_policies(&self.data_dir)?.into_iter().map(|p| (p.project_id, Arc::new(p))).collect();
+            list_policies(&self.docs).await?.into_iter().map(|p| (p.project_id, Arc::new(p))).collect();
         let mut cur = self.by_id.write().expect("projects");
         let changed = cur.len() != map.len() || map.iter().any(|(k, v)| cur.get(k) != Some(v));
         *cur = map;
         Ok(changed)
     }
 
-    /// Polls the policies and writes the usage figures, each about every second.
+    /// Polls the policies and, in a data directory, writes the usage
+    /// figures (`tusk projects` reads them from the database otherwise),
+    /// each about every second.
     pub async fn watch(self: Arc<Self>, usage: Arc<Usage>, stop: tokio_util::sync::CancellationToken) {
         let mut last: Vec<(Uuid, UsageFigures)> = Vec::new();
         loop {
@@ -171,21 +163,17 @@ impl Projects {
                 _ = tokio::time::sleep(Duration::from_millis(400)) => {}
                 _ = stop.cancelled() => return,
             }
-            let (projects, usage) = (self.clone(), usage.clone());
             let now = usage.all();
-            let write = (now != last).then(|| now.clone());
-            let result = tokio::task::spawn_blocking(move || -> io::Result<bool> {
-                if let Some(figures) = write {
-                    write_usage(&projects.data_dir, &figures)?;
+            if let (Docs::Dir(dir), true) = (&self.docs, now != last) {
+                let (dir, figures) = (dir.clone(), now.clone());
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || write_usage(&dir, &figures)).await {
+                    tracing::warn!(error = %e, "writing usage figures");
                 }
-                projects.reload()
-            })
-            .await;
-            match result {
-                Ok(Ok(true)) => tracing::info!("project policies reloaded"),
-                Ok(Ok(false)) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "reading project policies or writing usage"),
-                Err(_) => {}
+            }
+            match self.reload().await {
+                Ok(true) => tracing::info!("project policies reloaded"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "reading project policies"),
             }
             last = now;
         }

@@ -6,7 +6,6 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
@@ -21,11 +20,11 @@ pub(crate) fn random_hex(bytes: usize) -> io::Result<String> {
     Ok(hex::encode(buf))
 }
 
-/// Writes a small JSON file so a reader sees the old or the new one, never
-/// half, and it survives a crash once this returns.
-pub(crate) fn write_json_atomic<T: Serialize>(path: &Path, rec: &T) -> io::Result<()> {
+/// Writes a small file so a reader sees the old or the new one, never half,
+/// and it survives a crash once this returns.
+pub(crate) fn write_file_atomic(path: &Path, body: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
-    fs::write(&tmp, serde_json::to_vec_pretty(rec).map_err(io::Error::other)?)?;
+    fs::write(&tmp, body)?;
     fs::File::open(&tmp)?.sync_all()?;
     fs::rename(&tmp, path)?;
     fs::File::open(path.parent().expect("the file has a folder"))?.sync_all()
@@ -56,4 +55,29 @@ pub(crate) fn read_json_dir<T: DeserializeOwned>(dir: &Path, what: &str) -> io::
         }
     }
     Ok(out)
+}
+
+/// The 32-byte (or longer) secret in the file at `path`, made on first use;
+/// two processes making it at once both end up with the first one written.
+pub(crate) fn load_or_create_secret(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    match fs::read(path) {
+        Ok(secret) if secret.len() >= 32 => return Ok(secret),
+        Ok(_) => return Err(io::Error::other(format!("{} is too short", path.display()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut secret = vec![0u8; 32];
+    getrandom::fill(&mut secret).map_err(|e| io::Error::other(e.to_string()))?;
+    match fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(mut f) => {
+            f.write_all(&secret)?;
+            f.sync_all()?;
+            Ok(secret)
+        }
+        // Another process created it first: use theirs.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => load_or_create_secret(path),
+        Err(e) => Err(e),
+    }
 }

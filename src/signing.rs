@@ -1,10 +1,9 @@
 //! Signed download URLs: HMAC-SHA256 over the asset id and an expiry, with a
-//! server secret generated once and kept in the data directory. The signature
+//! server secret generated once and kept in the data directory (or, for
+//! several nodes, in their database). The signature
 //! alone grants access, so the URL can be handed to a browser or a worker.
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io;
 use std::path::Path;
 
 use hmac::{KeyInit, Mac};
@@ -17,27 +16,15 @@ pub struct Signer {
 }
 
 impl Signer {
+    /// Signs with `secret` (from `ports::docs::Docs::signing_secret`: the
+    /// data directory's `signing.key`, or the database's for every node).
+    pub fn new(secret: Vec<u8>) -> Signer {
+        Signer { secret }
+    }
+
     /// Loads `<data-dir>/signing.key`, creating it (mode 0600) on first start.
     pub fn load_or_create(data_dir: &Path) -> io::Result<Signer> {
-        let path = data_dir.join("signing.key");
-        match fs::read(&path) {
-            Ok(secret) if secret.len() >= 32 => return Ok(Signer { secret }),
-            Ok(_) => return Err(io::Error::other(format!("{} is too short", path.display()))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        let mut secret = vec![0u8; 32];
-        getrandom::fill(&mut secret).map_err(|e| io::Error::other(e.to_string()))?;
-        match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
-            Ok(mut f) => {
-                f.write_all(&secret)?;
-                f.sync_all()?;
-                Ok(Signer { secret })
-            }
-            // Another process created it first: use theirs.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Signer::load_or_create(data_dir),
-            Err(e) => Err(e),
-        }
+        crate::secrets::load_or_create_secret(&data_dir.join("signing.key")).map(Signer::new)
     }
 
     fn mac(&self, id: Uuid, expires: u64) -> HmacSha256 {

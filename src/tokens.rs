@@ -2,27 +2,26 @@
 //!
 //! A token may create uploads into its project within its limits, and
 //! continue or cancel the uploads it created; nothing else. Like keys, each
-//! is one small JSON file (only a SHA-256 of the secret) under
+//! is one small JSON document (only a SHA-256 of the secret): a file under
 //! `<data-dir>/tokens/`, so `tusk upload-link` works while a server runs on
-//! the directory. How many uploads a token has made is counted in the
+//! the directory, or a row of the database shared by every node. How many uploads a token has made is counted in the
 //! metadata database instead, in the same flush as the upload it admits:
 //! the file is never rewritten by the server, so a revocation cannot be lost
 //! to a concurrent count.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::asset::AssetType;
+use crate::ports::docs::{Collection, Docs, Revision};
 use crate::record::Timestamp;
 use crate::record::UploadLimits;
-use crate::secrets::{hash_secret, random_hex, read_json_dir, write_json_atomic};
+use crate::secrets::{hash_secret, random_hex};
 
 /// The longest a token may live.
 pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(366 * 24 * 3600);
@@ -74,19 +73,13 @@ pub struct TokenSpec {
     pub metadata: BTreeMap<String, String>,
 }
 
-fn tokens_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("tokens")
-}
-
-/// Writes a new token's file; returns it with its secret (shown once).
-pub fn create(
-    data_dir: &Path,
+/// Stores a new token; returns it with its secret (shown once).
+pub async fn create(
+    docs: &Docs,
     project: &str,
     project_id: Uuid,
     spec: &TokenSpec,
 ) -> io::Result<(TokenRecord, String)> {
-    let dir = tokens_dir(data_dir);
-    fs::create_dir_all(&dir)?;
     let secret = format!("ut_{}", random_hex(24)?);
     let now = Timestamp::now();
     let rec = TokenRecord {
@@ -103,44 +96,47 @@ pub fn create(
         metadata: spec.metadata.clone(),
         revoked_at: None,
     };
-    write_json_atomic(&dir.join(format!("{}.json", rec.token_id)), &rec)?;
+    docs.put(Collection::Tokens, &rec.token_id, &rec).await?;
     Ok((rec, secret))
 }
 
-pub fn list(data_dir: &Path) -> io::Result<Vec<TokenRecord>> {
-    let mut out: Vec<TokenRecord> = read_json_dir(&tokens_dir(data_dir), "token")?;
+/// Every token, oldest first.
+pub async fn list(docs: &Docs) -> io::Result<Vec<TokenRecord>> {
+    let mut out: Vec<TokenRecord> = docs.list(Collection::Tokens).await?;
     out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.token_id.cmp(&b.token_id)));
     Ok(out)
 }
 
 /// Revokes a token of `project_id` (any project if `None`); `None` if there is no such token.
-pub fn revoke(data_dir: &Path, token_id: &str, project_id: Option<Uuid>) -> io::Result<Option<TokenRecord>> {
+pub async fn revoke(
+    docs: &Docs,
+    token_id: &str,
+    project_id: Option<Uuid>,
+) -> io::Result<Option<TokenRecord>> {
     if !token_id.starts_with("utk_") || !token_id[4..].bytes().all(|b| b.is_ascii_hexdigit()) {
         return Ok(None);
     }
-    let path = tokens_dir(data_dir).join(format!("{token_id}.json"));
-    let mut rec: TokenRecord = match fs::read(&path) {
-        Ok(b) => serde_json::from_slice(&b).map_err(io::Error::other)?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
+    let Some(mut rec) = docs.get::<TokenRecord>(Collection::Tokens, token_id).await? else {
+        return Ok(None);
     };
     if project_id.is_some_and(|p| p != rec.project_id) {
         return Ok(None);
     }
     if rec.revoked_at.is_none() {
         rec.revoked_at = Some(Timestamp::now());
-        write_json_atomic(&path, &rec)?;
+        docs.put(Collection::Tokens, token_id, &rec).await?;
     }
     Ok(Some(rec))
 }
 
-/// The tokens as the server sees them, reloaded when their folder changes.
+/// The tokens as the server sees them, reloaded when they change.
 pub struct Tokens {
-    data_dir: PathBuf,
+    docs: Docs,
     by_hash: RwLock<HashMap<String, Arc<TokenRecord>>>,
-    /// The folder's modification time at the last load: a reload reads every
-    /// file, so it is done only when a file was added or replaced.
-    seen: Mutex<Option<SystemTime>>,
+    /// The collection's revision at the last load: a reload reads every
+    /// token, so it is done only when one was added or replaced. Held while
+    /// looking, so that a burst of unknown tokens costs one look.
+    seen: tokio::sync::Mutex<Option<Revision>>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -151,37 +147,29 @@ pub enum TokenError {
 }
 
 impl Tokens {
-    pub fn open(data_dir: &Path) -> io::Result<Tokens> {
-        fs::create_dir_all(tokens_dir(data_dir))?;
-        let t =
-            Tokens { data_dir: data_dir.to_path_buf(), by_hash: RwLock::default(), seen: Mutex::new(None) };
-        t.reload_if_changed()?;
+    pub async fn open(docs: Docs) -> io::Result<Tokens> {
+        let t = Tokens { docs, by_hash: RwLock::default(), seen: tokio::sync::Mutex::new(None) };
+        t.reload(true).await?;
         Ok(t)
     }
 
-    fn dir_mtime(&self) -> Option<SystemTime> {
-        fs::metadata(tokens_dir(&self.data_dir)).and_then(|m| m.modified()).ok()
+    /// Re-reads the tokens if they changed since the last look; true if they did.
+    pub async fn reload_if_changed(&self) -> io::Result<bool> {
+        self.reload(false).await
     }
 
-    /// Re-reads the folder if it changed since the last look; true if it did.
-    pub fn reload_if_changed(&self) -> io::Result<bool> {
-        self.reload(false)
-    }
-
-    /// With `force`, re-reads even if the folder's time did not move (two
+    /// With `force`, re-reads even if the revision did not move (two
     /// changes within one tick of a coarse file-system clock).
-    fn reload(&self, force: bool) -> io::Result<bool> {
-        let mtime = self.dir_mtime();
-        {
-            let seen = self.seen.lock().expect("tokens");
-            if !force && seen.is_some() && *seen == mtime {
-                return Ok(false);
-            }
+    async fn reload(&self, force: bool) -> io::Result<bool> {
+        let mut seen = self.seen.lock().await;
+        let revision = self.docs.revision(Collection::Tokens).await?;
+        if !force && seen.as_ref() == Some(&revision) {
+            return Ok(false);
         }
-        let all = list(&self.data_dir)?;
+        let all = list(&self.docs).await?;
         let map = all.into_iter().map(|t| (t.secret_sha256.clone(), Arc::new(t))).collect();
         *self.by_hash.write().expect("tokens") = map;
-        *self.seen.lock().expect("tokens") = mtime;
+        *seen = Some(revision);
         Ok(true)
     }
 
@@ -190,15 +178,15 @@ impl Tokens {
         self.by_hash.write().expect("tokens").insert(rec.secret_sha256.clone(), Arc::new(rec));
     }
 
-    pub fn authenticate(&self, secret: &str) -> Result<Arc<TokenRecord>, TokenError> {
+    pub async fn authenticate(&self, secret: &str) -> Result<Arc<TokenRecord>, TokenError> {
         let hash = hash_secret(secret);
         let found = self.by_hash.read().expect("tokens").get(&hash).cloned();
-        // Made a moment ago by `tusk upload-link`: look at the folder once
-        // more (only reads it if it changed).
+        // Made a moment ago by `tusk upload-link` or through another node:
+        // look once more (only reads the tokens if they changed).
         let found = match found {
             Some(t) => Some(t),
             None => {
-                let _ = self.reload_if_changed();
+                let _ = self.reload_if_changed().await;
                 self.by_hash.read().expect("tokens").get(&hash).cloned()
             }
         };
@@ -242,9 +230,8 @@ impl Tokens {
                 _ = tokio::time::sleep(Duration::from_millis(400)) => {}
                 _ = stop.cancelled() => return,
             }
-            let tokens = self.clone();
-            let force = round % 25 == 0;
-            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || tokens.reload(force)).await {
+            let force = round % 25 == 0 && !self.docs.is_shared();
+            if let Err(e) = self.reload(force).await {
                 tracing::warn!(error = %e, "reading upload tokens");
             }
         }

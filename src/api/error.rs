@@ -108,17 +108,24 @@ impl From<crate::uploads::UploadError> for ApiError {
             crate::uploads::UploadError::StorageFull(m) => {
                 ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "storage_full", m)
             }
-            crate::uploads::UploadError::Busy => crate::ports::locks::LockTimeout.into(),
+            crate::uploads::UploadError::Busy => crate::ports::locks::LockError::Busy.into(),
         }
     }
 }
 
-impl From<crate::ports::locks::LockTimeout> for ApiError {
-    fn from(_: crate::ports::locks::LockTimeout) -> Self {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "busy",
-            "the asset is being written by another request; retry shortly",
-        )
+impl From<crate::ports::locks::LockError> for ApiError {
+    fn from(e: crate::ports::locks::LockError) -> Self {
+        match e {
+            crate::ports::locks::LockError::Busy => ApiError::new(
+                StatusCode::CONFLICT,
+                "busy",
+                "the asset is being written by another request; retry shortly",
+            ),
+            crate::ports::locks::LockError::Unavailable => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                "the server's database cannot be reached right now; retry in a moment",
+            ),
+        }
     }
 }

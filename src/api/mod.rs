@@ -43,7 +43,7 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<Response, ApiErr
         _ => {}
     }
 
-    let caller = app.authenticate_api(req.headers())?;
+    let caller = app.authenticate_api(req.headers()).await?;
     match (&method, segments.as_slice()) {
         (&Method::POST, ["v1", "assets"]) => assets::create(&app, &caller, req).await,
         (&Method::GET, ["v1", "assets"]) => assets::list(&app, &caller, &req).await,

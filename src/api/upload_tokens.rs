@@ -102,13 +102,9 @@ pub async fn create(app: &App, caller: &Caller, req: Request<Incoming>) -> Resul
         return Err(ApiError::invalid(errors));
     }
     let spec = TokenSpec { ttl, max_uploads, limits, metadata };
-    let data_dir = app.cfg.data_dir.clone();
-    let (project, project_id) = (caller.project.clone(), caller.project_id);
-    let (rec, secret) =
-        tokio::task::spawn_blocking(move || tokens::create(&data_dir, &project, project_id, &spec))
-            .await
-            .map_err(|e| crate::ports::StoreError::Io(std::io::Error::other(e.to_string())))?
-            .map_err(crate::ports::StoreError::Io)?;
+    let (rec, secret) = tokens::create(&app.docs, &caller.project, caller.project_id, &spec)
+        .await
+        .map_err(crate::ports::StoreError::Io)?;
     app.tokens.insert(rec.clone());
     let mut out = view(app, &rec, Some(&secret)).await;
     let origin = super::assets::View::new(app, &parts.headers, &parts.uri).origin;
@@ -139,11 +135,8 @@ pub async fn revoke(app: &App, caller: &Caller, id: &str) -> Result<Response, Ap
     if app.tokens.get(caller.project_id, id).is_none_or(|t| t.revoked_at.is_some()) {
         return Err(not_found());
     }
-    let data_dir = app.cfg.data_dir.clone();
-    let (id, project) = (id.to_string(), caller.project_id);
-    let rec = tokio::task::spawn_blocking(move || tokens::revoke(&data_dir, &id, Some(project)))
+    let rec = tokens::revoke(&app.docs, id, Some(caller.project_id))
         .await
-        .map_err(|e| crate::ports::StoreError::Io(std::io::Error::other(e.to_string())))?
         .map_err(crate::ports::StoreError::Io)?
         .ok_or_else(not_found)?;
     app.tokens.insert(rec);

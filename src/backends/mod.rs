@@ -3,6 +3,7 @@
 pub mod files;
 pub mod local_events;
 pub mod local_locks;
+pub mod pg_docs;
 pub mod pg_events;
 pub mod pg_locks;
 pub mod pg_meta;

@@ -29,6 +29,15 @@ const CHANNEL: &str = "tusk_release";
 /// How often a waiting newcomer tries the key (and asks again).
 const TICK: Duration = Duration::from_millis(50);
 
+/// Why no lock was had.
+#[derive(Debug)]
+pub enum PgLockError {
+    /// Its holder did not let go in time.
+    Busy,
+    /// The database cannot be reached.
+    Unavailable,
+}
+
 pub struct PgLocks {
     local: LocalLocks,
     wait: Duration,
@@ -87,13 +96,18 @@ impl PgLocks {
 
     /// Waits for the upload's lock on this node, then in the cluster,
     /// asking whoever holds it (here or on another node) to let go.
-    pub async fn lock(&self, id: Uuid) -> Result<PgLock, LockTimeout> {
+    pub async fn lock(&self, id: Uuid) -> Result<PgLock, PgLockError> {
         let deadline = tokio::time::Instant::now() + self.wait;
-        let local = self.local.lock(id).await?;
+        let local = self.local.lock(id).await.map_err(|_: LockTimeout| PgLockError::Busy)?;
         loop {
             match tokio::time::timeout_at(deadline, self.shared.session()).await {
-                Err(_) => return Err(LockTimeout),
-                Ok(Err(e)) => tracing::warn!(error = %e, "the lock database cannot be reached"),
+                Err(_) => return Err(PgLockError::Unavailable),
+                // Answered at once: waiting out the lock timeout would only
+                // hold the client up, and a 503 says what is wrong.
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "the lock database cannot be reached");
+                    return Err(PgLockError::Unavailable);
+                }
                 Ok(Ok(session)) => {
                     if session.try_key(id).await {
                         return Ok(self.held(id, local, session));
@@ -104,7 +118,7 @@ impl PgLocks {
             // A newer request for the upload on this node wants it (or a
             // shutdown): this one gives way instead of waiting its time out.
             if tokio::time::Instant::now() + TICK > deadline || local.cancelled().is_cancelled() {
-                return Err(LockTimeout);
+                return Err(PgLockError::Busy);
             }
             tokio::time::sleep(TICK).await;
         }

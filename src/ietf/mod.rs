@@ -240,7 +240,7 @@ async fn create(
     let id = rec.id;
     let location = crate::protocol::upload_url(app, h, &parts.uri, id);
 
-    let lock = app.locks.lock(id).await.map_err(|_| Problem::locked())?;
+    let lock = app.locks.lock(id).await.map_err(Problem::from_lock)?;
     let result = write(app, rec, body, h, complete, digest, &lock).await;
     app.meta.flush().await?;
     let rec = result.map_err(|p| p.with_header(LOCATION, &location))?;
@@ -273,7 +273,7 @@ async fn offset(
     }
     // Stops an append still running for this upload (the client reconnected).
     check_owner(app, caller, id).await?;
-    let _lock = app.locks.lock(id).await.map_err(|_| Problem::locked())?;
+    let _lock = app.locks.lock(id).await.map_err(Problem::from_lock)?;
     let rec = find(app, caller, id).await?;
     let mut resp = http::Response::new(empty());
     *resp.status_mut() = StatusCode::NO_CONTENT;
@@ -307,7 +307,7 @@ async fn append(
     let digest = content_digest(h)?;
 
     check_owner(app, caller, id).await?;
-    let lock = app.locks.lock(id).await.map_err(|_| Problem::locked())?;
+    let lock = app.locks.lock(id).await.map_err(Problem::from_lock)?;
     let rec = find(app, caller, id).await?;
     // Bytes removed from under the server are noticed before new ones go after them.
     let mut rec = crate::uploads::verified(app, rec).await?;
@@ -365,7 +365,7 @@ async fn cancel(
         return Err(Problem::bad_request("a cancellation must not carry Upload-Offset or Upload-Complete"));
     }
     check_owner(app, caller, id).await?;
-    let _lock = app.locks.lock(id).await.map_err(|_| Problem::locked())?;
+    let _lock = app.locks.lock(id).await.map_err(Problem::from_lock)?;
     find(app, caller, id).await?;
     crate::uploads::remove(app, id, crate::record::GoneReason::Terminated).await?;
     let mut resp = http::Response::new(empty());

@@ -40,6 +40,19 @@ impl Problem {
         Self::new(StatusCode::NOT_FOUND, "not found", "no active upload exists at this URL")
     }
 
+    /// No lock for the upload: its holder did not let go, or the database
+    /// the locks live in is away.
+    pub fn from_lock(e: crate::ports::locks::LockError) -> Self {
+        match e {
+            crate::ports::locks::LockError::Busy => Self::locked(),
+            crate::ports::locks::LockError::Unavailable => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage unavailable",
+                "the server's database cannot be reached right now; retry in a moment",
+            ),
+        }
+    }
+
     pub fn locked() -> Self {
         Self::new(
             StatusCode::LOCKED,

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::backends::local_locks::{LocalLock, LocalLocks};
-use crate::backends::pg_locks::{PgLock, PgLocks};
+use crate::backends::pg_locks::{PgLock, PgLockError, PgLocks};
 
 pub enum Locks {
     Local(LocalLocks),
@@ -20,9 +20,14 @@ pub enum Locks {
     Cluster(PgLocks),
 }
 
-/// The holder did not let go in time (answered 423, which clients retry).
+/// Why a request got no lock; both are answers clients retry.
 #[derive(Debug)]
-pub struct LockTimeout;
+pub enum LockError {
+    /// The holder did not let go in time (423).
+    Busy,
+    /// The database the locks live in cannot be reached (503).
+    Unavailable,
+}
 
 /// Held while a request works on an upload; released when dropped.
 pub struct UploadLock {
@@ -36,13 +41,16 @@ enum Held {
 
 impl Locks {
     /// Waits for the lock, asking its holder to finish early.
-    pub async fn lock(&self, id: Uuid) -> Result<UploadLock, LockTimeout> {
+    pub async fn lock(&self, id: Uuid) -> Result<UploadLock, LockError> {
         match self {
             Locks::Local(l) => {
-                l.lock(id).await.map(|l| UploadLock { held: Held::Local(l) }).map_err(|_| LockTimeout)
+                l.lock(id).await.map(|l| UploadLock { held: Held::Local(l) }).map_err(|_| LockError::Busy)
             }
             Locks::Cluster(l) => {
-                l.lock(id).await.map(|l| UploadLock { held: Held::Cluster(l) }).map_err(|_| LockTimeout)
+                l.lock(id).await.map(|l| UploadLock { held: Held::Cluster(l) }).map_err(|e| match e {
+                    PgLockError::Busy => LockError::Busy,
+                    PgLockError::Unavailable => LockError::Unavailable,
+                })
             }
         }
     }
@@ -53,6 +61,11 @@ impl Locks {
             Locks::Local(l) => l.try_lock(id).map(|l| UploadLock { held: Held::Local(l) }),
             Locks::Cluster(l) => l.try_lock(id).await.map(|l| UploadLock { held: Held::Cluster(l) }),
         }
+    }
+
+    /// Shared by several nodes.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Locks::Cluster(_))
     }
 
     /// Uploads locked on this node now (for tests and diagnostics).

@@ -6,6 +6,7 @@
 //! start, in `server::run`.
 
 pub mod bytes;
+pub mod docs;
 pub mod events;
 pub mod locks;
 pub mod meta;

@@ -27,11 +27,16 @@ use crate::auth::Keys;
 use crate::backends::files::Files;
 use crate::backends::local_events::LocalEvents;
 use crate::backends::local_locks::LocalLocks;
+use crate::backends::pg_docs::PgDocs;
+use crate::backends::pg_events::PgEvents;
+use crate::backends::pg_locks::PgLocks;
+use crate::backends::pg_meta::PgMeta;
 use crate::backends::s3::client::{BucketProblem, S3Client, S3Settings};
 use crate::backends::s3::store::{Layout, S3Store};
 use crate::backends::sled_meta::SledMeta;
 use crate::config::{Config, CorsOrigins, Storage};
 use crate::ports::bytes::ByteStore;
+use crate::ports::docs::Docs;
 use crate::ports::events::EventBus;
 use crate::ports::locks::Locks;
 use crate::ports::meta::MetaStore;
@@ -64,6 +69,21 @@ async fn open_bucket(settings: &S3Settings, layout: &Layout) -> io::Result<S3Sto
     Err(io::Error::other(format!("cannot start with --storage s3: {why}")))
 }
 
+/// The database of `--database-url`, its schema made or migrated: one that
+/// does not answer, refuses the login or was migrated by a newer tusk stops
+/// the start, saying which.
+async fn open_database(url: &str) -> io::Result<PgMeta> {
+    PgMeta::connect(url).await.map_err(|e| {
+        let hint =
+            if e.is_unavailable() { "; check --database-url and that PostgreSQL is running" } else { "" };
+        io::Error::other(format!("cannot start with --database-url: {e}{hint}"))
+    })
+}
+
+fn database_refused(e: tokio_postgres::Error) -> io::Error {
+    io::Error::other(format!("cannot start with --database-url: {e}"))
+}
+
 /// How long shutdown waits for open connections to answer their last request.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -80,21 +100,35 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> io::Result<()> {
         Storage::Files => None,
         Storage::S3 { settings, layout, .. } => Some(open_bucket(settings, layout).await?),
     };
-    let (meta, bytes) = tokio::task::spawn_blocking(move || -> Result<(MetaStore, ByteStore), String> {
-        let meta =
-            SledMeta::open(&data_dir).map_err(|e| format!("cannot open {}: {e}", data_dir.display()))?;
-        let bytes = match s3 {
-            Some(s3) => ByteStore::S3(Arc::new(s3)),
-            None => ByteStore::Files(Arc::new(
-                Files::open(&data_dir)
-                    .map_err(|e| format!("cannot open {}: {e}", data_dir.join("uploads").display()))?,
-            )),
-        };
-        Ok((MetaStore::Sled(Arc::new(meta)), bytes))
-    })
-    .await
-    .map_err(io::Error::other)?
-    .map_err(io::Error::other)?;
+    let database = match &cfg.database_url {
+        Some(url) => Some(Arc::new(open_database(url).await?)),
+        None => None,
+    };
+    let sled_at = database.is_none().then(|| data_dir.clone());
+    let (meta, bytes) =
+        tokio::task::spawn_blocking(move || -> Result<(Option<MetaStore>, ByteStore), String> {
+            let meta = match sled_at {
+                Some(dir) => Some(MetaStore::Sled(Arc::new(
+                    SledMeta::open(&dir).map_err(|e| format!("cannot open {}: {e}", dir.display()))?,
+                ))),
+                None => None,
+            };
+            let bytes = match s3 {
+                Some(s3) => ByteStore::S3(Arc::new(s3)),
+                None => ByteStore::Files(Arc::new(
+                    Files::open(&data_dir)
+                        .map_err(|e| format!("cannot open {}: {e}", data_dir.join("uploads").display()))?,
+                )),
+            };
+            Ok((meta, bytes))
+        })
+        .await
+        .map_err(io::Error::other)?
+        .map_err(io::Error::other)?;
+    let (meta, docs) = match &database {
+        Some(db) => (MetaStore::Postgres(db.clone()), Docs::Postgres(Arc::new(PgDocs::new(db.pool())))),
+        None => (meta.expect("sled opened without a database"), Docs::Dir(cfg.data_dir.clone())),
+    };
     let bytes = Arc::new(bytes);
     // From the indexes: offsets checked against the bytes, and the uploads
     // in flight added to the settled usage counters.
@@ -110,7 +144,7 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> io::Result<()> {
     // reach us: a proxy in front forwards requests from anywhere.
     let local = cfg.listen.ip().is_loopback() && !cfg.behind_proxy;
     let allow_open = local || cfg.allow_anonymous;
-    let keys = Arc::new(Keys::open(&cfg.data_dir, allow_open)?);
+    let keys = Arc::new(Keys::open(docs.clone(), allow_open).await?);
     if keys.never_used() {
         if !allow_open {
             let why = if cfg.behind_proxy {
@@ -130,26 +164,37 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> io::Result<()> {
     } else if !keys.has_active() {
         tracing::error!(
             "no usable API key in {}: every request is refused (401) until `tusk keys create` makes one",
-            cfg.data_dir.join("keys").display()
+            keys.place()
         );
     }
-    let signer = Signer::load_or_create(&cfg.data_dir)?;
-    let tokens = Arc::new(Tokens::open(&cfg.data_dir)?);
-    let projects = Arc::new(Projects::open(&cfg.data_dir)?);
+    let signer = Signer::new(docs.signing_secret().await?);
+    let tokens = Arc::new(Tokens::open(docs.clone()).await?);
+    let projects = Arc::new(Projects::open(docs.clone()).await?);
 
     let listener = listen(cfg.listen)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", cfg.listen)))?;
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
-    // Locks and events live in this process: one node per data directory.
-    let locks = Locks::Local(LocalLocks::new(cfg.lock_timeout, shutdown.clone()));
-    let events = EventBus::Local(Arc::new(LocalEvents::new()));
+    // Without a database, locks and events live in this process: one node
+    // per data directory. With one, they are shared by every node on it.
+    let (locks, events) = match &cfg.database_url {
+        None => (
+            Locks::Local(LocalLocks::new(cfg.lock_timeout, shutdown.clone())),
+            EventBus::Local(Arc::new(LocalEvents::new())),
+        ),
+        Some(url) => {
+            let locks = PgLocks::new(url, cfg.lock_timeout, shutdown.clone()).map_err(database_refused)?;
+            let events = PgEvents::start(url).await.map_err(database_refused)?;
+            (Locks::Cluster(locks), EventBus::Cluster(Arc::new(events)))
+        }
+    };
     let parts = Parts {
         meta,
         bytes,
         locks,
         events,
         keys: keys.clone(),
+        docs,
         tokens: tokens.clone(),
         projects: projects.clone(),
         usage: usage.clone(),
@@ -177,6 +222,9 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> io::Result<()> {
         let app = app.clone();
         async move { crate::uploads::process::resume_all(&app, not_started).await }
     });
+    if app.locks.is_shared() {
+        tokio::spawn(crate::uploads::process::watch_unclaimed(app.clone()));
+    }
     // Finals whose parts completed just before a crash are assembled now.
     tokio::spawn({
         let app = app.clone();
@@ -184,6 +232,11 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> io::Result<()> {
     });
 
     let bytes_at = match &storage {
+        Storage::Files if database.is_some() => {
+            "upload bytes in it: ONE NODE only, since other nodes cannot read these files (use --storage s3 \
+             for several)"
+                .to_string()
+        }
         Storage::Files => "upload bytes in it".to_string(),
         Storage::S3 { settings, layout, .. } => format!(
             "upload bytes in bucket {} at {} under {:?}, {} MiB parts",
@@ -193,10 +246,13 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> io::Result<()> {
             layout.part_size >> 20
         ),
     };
+    let metadata_in = match &database {
+        Some(_) => "metadata, keys, locks and events in PostgreSQL".to_string(),
+        None => format!("data directory: {}", app.cfg.data_dir.display()),
+    };
     tracing::info!(
-        "tusk listening on http://{addr}{} (data directory: {}, {bytes_at}, {} request threads)",
+        "tusk listening on http://{addr}{} ({metadata_in}, {bytes_at}, {} request threads)",
         app.cfg.base_path,
-        app.cfg.data_dir.display(),
         tokio::runtime::Handle::current().metrics().num_workers()
     );
     serve(listener, app.clone(), stop).await;

@@ -108,7 +108,7 @@ impl Router {
             if req.method() == Method::OPTIONS {
                 return tus::options(&self.app);
             }
-            match self.app.authenticate_upload(&req) {
+            match self.app.authenticate_upload(&req).await {
                 Ok(caller) => {
                     req.extensions_mut().insert(caller);
                 }

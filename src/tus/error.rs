@@ -5,7 +5,7 @@ use http::{HeaderMap, StatusCode};
 
 use crate::http::{Response, empty, full};
 use crate::ports::StoreError;
-use crate::ports::locks::LockTimeout;
+use crate::ports::locks::LockError;
 use crate::record::{GoneReason, Offset};
 
 /// An answer other than success. Bodies are `text/plain` `CODE: message`
@@ -107,17 +107,24 @@ impl From<crate::uploads::UploadError> for TusError {
             crate::uploads::UploadError::Refused(r) => r.into(),
             crate::uploads::UploadError::Store(e) => e.into(),
             crate::uploads::UploadError::StorageFull(m) => TusError::storage_full(m),
-            crate::uploads::UploadError::Busy => LockTimeout.into(),
+            crate::uploads::UploadError::Busy => LockError::Busy.into(),
         }
     }
 }
 
-impl From<LockTimeout> for TusError {
-    fn from(_: LockTimeout) -> Self {
-        TusError::new(
-            StatusCode::LOCKED,
-            "ERR_UPLOAD_LOCKED",
-            "another request for this upload is still finishing; retry in a moment",
-        )
+impl From<LockError> for TusError {
+    fn from(e: LockError) -> Self {
+        match e {
+            LockError::Busy => TusError::new(
+                StatusCode::LOCKED,
+                "ERR_UPLOAD_LOCKED",
+                "another request for this upload is still finishing; retry in a moment",
+            ),
+            LockError::Unavailable => TusError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ERR_STORAGE_UNAVAILABLE",
+                "the server's database cannot be reached right now; retry in a moment",
+            ),
+        }
     }
 }

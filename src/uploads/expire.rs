@@ -26,8 +26,13 @@ pub async fn run(app: Arc<App>) {
     }
 }
 
+/// Held by the node sweeping: nodes sharing a database sweep one at a time.
+const SWEEPER: uuid::Uuid = uuid::Uuid::from_u128(0x7475_736b_7377_6565_7065_7200_0000_0001);
+
 /// One pass; returns how many uploads were removed.
 pub async fn sweep_once(app: &Arc<App>) -> Result<usize, StoreError> {
+    // Another node is sweeping: this one waits for its next turn.
+    let Some(_turn) = app.locks.try_lock(SWEEPER).await else { return Ok(0) };
     let now = Timestamp::now();
     let expire_after = app.cfg.expire_after;
     let candidates = app.meta.take_expired(now, expire_after).await?;

@@ -149,13 +149,50 @@ pub async fn start(app: &Arc<App>, rec: &UploadRecord) -> Result<(), StoreError>
 /// waited for, as long as it takes, with its probe slot given back
 /// meanwhile: the asset's bytes are safe, and it must not end `failed` (or
 /// stay `processing` until a restart) for the store's outage.
+///
+/// The asset's processing claim is held throughout: among nodes sharing a
+/// database one processes it, and if that node dies (its database session
+/// and the claim with it), another's `watch_unclaimed` takes it over.
 async fn run(app: Arc<App>, id: Uuid) {
     const LONGEST_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+    let Some(_claim) = app.locks.try_lock(claim(id)).await else { return };
     let mut wait = std::time::Duration::from_secs(1);
     while let Err(e) = attempt(&app, id).await {
         tracing::warn!(asset = %id, error = %e, "byte store away; processing the asset again in {wait:?}");
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(LONGEST_WAIT);
+    }
+}
+
+/// The lock that says a node is processing asset `id` (beside the upload's
+/// own lock, which requests take): the id with its bits flipped by a
+/// constant, a key no upload has.
+fn claim(id: Uuid) -> Uuid {
+    Uuid::from_u128(id.as_u128() ^ 0x7072_6f63_6573_7369_6e67_0000_0000_0000)
+}
+
+/// How often a node on a shared database looks for processing nobody holds.
+const UNCLAIMED_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// With several nodes: takes over the processing of assets whose claim is
+/// held by nobody (its node died mid-way), every few seconds, until shutdown.
+pub async fn watch_unclaimed(app: Arc<App>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(UNCLAIMED_EVERY) => {}
+            _ = app.shutdown.cancelled() => return,
+        }
+        let todo = match app.meta.processing().await {
+            Ok(todo) => todo,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not look for processing left by another node");
+                continue;
+            }
+        };
+        for id in todo {
+            // Returns at once where the claim is held, here or elsewhere.
+            tokio::spawn(run(app.clone(), id));
+        }
     }
 }
 
@@ -280,7 +317,7 @@ pub async fn resume_all(app: &Arc<App>, not_started: Vec<Uuid>) {
     for (id, processing) in todo {
         if processing {
             tokio::spawn(run(app.clone(), id));
-        } else if let Ok(lock) = app.locks.lock(id).await
+        } else if let Some(lock) = app.locks.try_lock(id).await
             && let Ok(Some(rec)) = app.meta.get(id).await
         {
             if let Err(e) = start(app, &rec).await {

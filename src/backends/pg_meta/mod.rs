@@ -29,7 +29,8 @@ use crate::record::{Concat, GoneReason, Offset, Owner, Timestamp, Tombstone, Upl
 use crate::usage::UsageFigures;
 
 /// The migrations, in order: the schema's version is how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_uploads.sql")];
+const MIGRATIONS: &[&str] =
+    &[include_str!("migrations/0001_uploads.sql"), include_str!("migrations/0002_documents.sql")];
 
 /// Taken (for the transaction) by a node migrating the schema.
 const MIGRATION_LOCK: i64 = 0x7475_736b_0001;
@@ -154,6 +155,12 @@ impl PgMeta {
     #[cfg(test)]
     pub(crate) fn connect_lazily(url: &str) -> Result<PgMeta> {
         PgMeta::with_pool(url)
+    }
+
+    /// The connection pool, for the other stores on the same database
+    /// (`pg_docs`), so one node keeps one set of connections.
+    pub fn pool(&self) -> Pool {
+        self.pool.clone()
     }
 
     /// A pool for `url`; connections are made when first used.
@@ -491,25 +498,7 @@ impl PgMeta {
             .await?;
         // The expiry queue names only uploads: one left by nothing (a
         // record removed since) is dropped by the sweeper when due.
-        let mut resumed = Resumed::default();
-        let rows = client
-            .query(
-                "SELECT project_id,
-                        COALESCE(SUM(settled_bytes + CASE WHEN in_flight THEN offset_bytes ELSE 0 END), 0)::bigint,
-                        COUNT(*) FILTER (WHERE settled_asset OR (in_flight AND is_asset)),
-                        COUNT(*) FILTER (WHERE in_flight)
-                 FROM uploads GROUP BY project_id",
-                &[],
-            )
-            .await?;
-        for row in rows {
-            let figures = UsageFigures {
-                bytes_stored: u(row.get(1)),
-                assets: u(row.get(2)),
-                uploads_in_flight: u(row.get(3)),
-            };
-            resumed.usage.insert(row.get(0), figures);
-        }
+        let mut resumed = Resumed { usage: usage_totals(&client).await?, ..Resumed::default() };
         let rows =
             client.query("SELECT id FROM uploads WHERE grp = 0 AND not_started ORDER BY id", &[]).await?;
         resumed.not_started = rows.iter().map(|r| r.get(0)).collect();
@@ -521,6 +510,11 @@ impl PgMeta {
             .await?;
         resumed.with_bytes = rows.iter().map(|r| (r.get(0), Offset(u(r.get(1))))).collect();
         Ok(resumed)
+    }
+
+    /// Every project's usage, counting unfinished uploads at their offsets.
+    pub async fn usage_totals(&self) -> Result<HashMap<Uuid, UsageFigures>> {
+        usage_totals(&*self.pool.get().await?).await
     }
 
     /// Assets left `processing` (by a crash or a stop).
@@ -540,4 +534,28 @@ impl PgMeta {
     pub(crate) async fn leave_entry_without_record(&self, rec: &UploadRecord) {
         self.file_for_expiry(rec.updated_at, rec.id).await.unwrap();
     }
+}
+
+async fn usage_totals(client: &tokio_postgres::Client) -> Result<HashMap<Uuid, UsageFigures>> {
+    let rows = client
+        .query(
+            "SELECT project_id,
+                    COALESCE(SUM(settled_bytes + CASE WHEN in_flight THEN offset_bytes ELSE 0 END), 0)::bigint,
+                    COUNT(*) FILTER (WHERE settled_asset OR (in_flight AND is_asset)),
+                    COUNT(*) FILTER (WHERE in_flight)
+             FROM uploads GROUP BY project_id",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let figures = UsageFigures {
+                bytes_stored: u(row.get(1)),
+                assets: u(row.get(2)),
+                uploads_in_flight: u(row.get(3)),
+            };
+            (row.get(0), figures)
+        })
+        .collect())
 }

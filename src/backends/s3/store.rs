@@ -269,6 +269,9 @@ impl S3Store {
     ) -> io::Result<()> {
         let key = self.key(project, id);
         let meta = [("content-type", content_type.to_string()), ("x-amz-meta-sha256", sha256.to_string())];
+        // Asked afresh: another node sharing the bucket may have completed
+        // the multipart upload this node remembers (its id is then gone).
+        self.forget(&key);
         let upload = self.upload_id(&key, false).await.map_err(refused)?;
         if upload.is_none()
             && let Some(headers) = self.client.head_headers(&key).await.map_err(refused)?
