@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::Server;
+use common::cluster::Cluster;
 use common::external::{install_npm, install_venv, require, run_script};
 use common::garage::{Garage, Store};
 
@@ -54,6 +55,44 @@ fn tus_js_client_on(store: Store) {
     if let Some(g) = &garage {
         assert!(g.check_objects(&s, None) > 5, "the suite's assets are in the bucket");
     }
+}
+
+/// The same suite through HAProxy to three nodes on one PostgreSQL and one
+/// bucket: every request of an upload (each chunk, each of the four
+/// parallel parts, the resume after an abort) may land on another node.
+#[test]
+fn tus_js_client_through_a_balancer_to_three_nodes() {
+    let dir = clients_dir().join("js");
+    require("node", "Node.js 18 or later (Debian: apt-get install nodejs npm)");
+    require("npm", "npm (Debian: apt-get install npm)");
+    install_npm(&dir);
+    let c = Cluster::open(3);
+    let mut cmd = Command::new("node");
+    cmd.arg("suite.mjs")
+        .arg(c.url())
+        .current_dir(&dir)
+        .env("TUSK_URL", c.url())
+        .env("TUSK_FIXTURES", Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/media"));
+    run_script("tus-js-client suite through HAProxy", cmd, &c.nodes[0]);
+    assert!(c.garage.check_objects(&c.nodes[0], None) > 5, "the suite's assets are in the bucket");
+}
+
+/// tuspy's suite through HAProxy to three nodes.
+#[test]
+fn tuspy_through_a_balancer_to_three_nodes() {
+    let dir = clients_dir().join("py");
+    require("python3", "Python 3.8 or later with venv (Debian: apt-get install python3 python3-venv)");
+    install_venv(&dir);
+    let c = Cluster::open(3);
+    let mut cmd = Command::new(dir.join(".venv").join("bin").join("python"));
+    cmd.arg("suite.py")
+        .arg(c.url())
+        .current_dir(&dir)
+        .env("TUSK_URL", c.url())
+        .env("PYTHONUNBUFFERED", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    run_script("tuspy suite through HAProxy", cmd, &c.nodes[0]);
+    assert!(c.garage.check_objects(&c.nodes[0], None) > 2, "the suite's assets are in the bucket");
 }
 
 #[test]

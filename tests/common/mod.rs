@@ -2,6 +2,7 @@
 //! temporary data directory and speaks HTTP/1.1 to it over real sockets.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod external;
 pub mod garage;
 

@@ -128,6 +128,21 @@ const scenarios = {
     assert(asset.name === 'parallel.bin', `final asset name ${asset.name}, want parallel.bin`)
   },
 
+  // 8 MiB chunks in four parallel parts: two PATCHes per part (8 MiB and
+  // the rest), then the final concatenation.
+  async parallelChunked() {
+    const data = bytes(40 * MiB + 77, 9)
+    const { url, log } = await upload(endpoint, data, {
+      chunkSize: 8 * MiB,
+      parallelUploads: 4,
+      metadata: { filename: 'parallel-chunked.bin' },
+    })
+    const p = patches(log)
+    assert(p.length === 8, `expected 8 PATCHes (2 per part), got ${JSON.stringify(log)}`)
+    assert(p.every((r) => r.status === 204), `a PATCH did not answer 204: ${JSON.stringify(log)}`)
+    await verifyStored(server, url, data)
+  },
+
   // Upload-Defer-Length from a Node stream; the length rides on the last PATCH.
   async deferredStream() {
     // Not a multiple of chunkSize: the length rides on the short last chunk.
