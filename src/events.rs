@@ -78,4 +78,8 @@ pub enum Resume {
     From(Vec<std::sync::Arc<Event>>),
     /// The id is unknown or too old: the client must refetch the list.
     Gap,
+    /// The id is a little newer than this node has read so far (another
+    /// node made the event a moment ago): nothing to replay, and live
+    /// events up to it were seen already.
+    Ahead(u64),
 }

@@ -21,6 +21,10 @@ pub struct ProjectUsage {
     bytes: AtomicU64,
     assets: AtomicI64,
     in_flight: AtomicI64,
+    /// Of `bytes`, those requests on this node are streaming now (taken by
+    /// budgets, not yet settled): what `Usage::rebase` keeps on top of the
+    /// stored figures.
+    reserved: AtomicU64,
 }
 
 /// A point-in-time copy of one project's counters.
@@ -57,16 +61,28 @@ impl ProjectUsage {
 
     /// Counts up to `n` more bytes, stopping at `quota`; returns how many fit.
     fn take(&self, n: u64, quota: Option<u64>) -> u64 {
-        let Some(quota) = quota else {
-            self.bytes.fetch_add(n, Ordering::Relaxed);
-            return n;
+        let granted = match quota {
+            None => {
+                self.bytes.fetch_add(n, Ordering::Relaxed);
+                n
+            }
+            Some(quota) => {
+                let mut granted = 0;
+                let _ = self.bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                    granted = n.min(quota.saturating_sub(b));
+                    Some(b + granted)
+                });
+                granted
+            }
         };
-        let mut granted = 0;
-        let _ = self.bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
-            granted = n.min(quota.saturating_sub(b));
-            Some(b + granted)
-        });
+        self.reserved.fetch_add(granted, Ordering::Relaxed);
         granted
+    }
+
+    /// A budget ends: `n` bytes it took are no longer streaming.
+    fn release(&self, n: u64) {
+        let _ =
+            self.reserved.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| Some(r.saturating_sub(n)));
     }
 }
 
@@ -131,6 +147,21 @@ impl Usage {
         }
     }
 
+    /// With several nodes on one database: the figures stored there (every
+    /// node's uploads) replace this node's, keeping on top what requests
+    /// here are streaming now. Called every second or so; a change made
+    /// between the read and this is right again at the next.
+    pub fn rebase(&self, stored: &HashMap<Uuid, UsageFigures>) {
+        let known: Vec<Uuid> = self.projects.read().expect("usage").keys().copied().collect();
+        for id in known.iter().chain(stored.keys().filter(|k| !known.contains(k))) {
+            let p = self.project(*id);
+            let s = stored.get(id).copied().unwrap_or_default();
+            p.bytes.store(s.bytes_stored + p.reserved.load(Ordering::Relaxed), Ordering::Relaxed);
+            p.assets.store(s.assets as i64, Ordering::Relaxed);
+            p.in_flight.store(s.uploads_in_flight as i64, Ordering::Relaxed);
+        }
+    }
+
     /// A budget for one request that streams into an upload of `project`.
     pub fn budget(&self, project: Uuid, quota: Option<u64>) -> Budget {
         Budget { usage: self.project(project), quota, taken: 0 }
@@ -160,6 +191,7 @@ impl Budget {
     pub fn settle(&mut self, kept: u64) {
         let back = self.taken.saturating_sub(kept);
         self.usage.add_bytes(-(back as i64));
+        self.usage.release(self.taken);
         self.taken = 0;
     }
 
@@ -173,6 +205,7 @@ impl Drop for Budget {
         // Not settled: nothing taken is known to have been kept by this request.
         if self.taken > 0 {
             self.usage.add_bytes(-(self.taken as i64));
+            self.usage.release(self.taken);
         }
     }
 }
@@ -194,5 +227,28 @@ mod tests {
         assert_eq!(usage.figures(p).bytes_stored, 50);
         drop(b); // kept nothing
         assert_eq!(usage.figures(p).bytes_stored, 10);
+    }
+
+    #[test]
+    fn a_rebase_takes_the_stored_figures_and_keeps_what_is_streaming_here() {
+        let usage = Usage::default();
+        let (p, q) = (Uuid::now_v7(), Uuid::now_v7());
+        usage.created(p, true, true);
+        let mut a = usage.budget(p, Some(1000));
+        assert_eq!(a.take(300), 300);
+        // Other nodes stored 500 bytes of p and all of q.
+        let stored = HashMap::from([
+            (p, UsageFigures { bytes_stored: 500, assets: 3, uploads_in_flight: 2 }),
+            (q, UsageFigures { bytes_stored: 7, assets: 1, uploads_in_flight: 0 }),
+        ]);
+        usage.rebase(&stored);
+        assert_eq!(usage.figures(p), UsageFigures { bytes_stored: 800, assets: 3, uploads_in_flight: 2 });
+        assert_eq!(usage.figures(q).bytes_stored, 7);
+        assert_eq!(a.take(300), 200, "the quota counts every node's bytes");
+        a.settle(0);
+        assert_eq!(usage.figures(p).bytes_stored, 500);
+        // Nothing streaming: the next rebase is the stored figures exactly.
+        usage.rebase(&HashMap::new());
+        assert_eq!(usage.figures(p), UsageFigures::default());
     }
 }

@@ -367,3 +367,70 @@ fn the_database_away_for_ten_seconds_answers_503_then_every_upload_completes() {
     let r = call(&c, n3.addr, "GET", &format!("/v1/assets/{}", id_of(&uploads[0].0)), &[], b"");
     assert_eq!(r.status, 200);
 }
+
+#[test]
+fn a_project_quota_counts_what_every_node_stored() {
+    let c = Cluster::start(2);
+    let (a, b) = (c.nodes[0].addr, c.nodes[1].addr);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tusk"))
+        .args(["projects", "set", "cluster", "--quota", "3MiB", "--database-url", &c.pg.url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for n in [a, b] {
+        let applied = poll(Duration::from_secs(2), || {
+            let r = call(&c, n, "GET", "/v1/project", &[], b"");
+            let p: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+            (p["quota_bytes"] == 3 * MIB).then_some(())
+        });
+        assert!(applied.is_some(), "node {n} did not take the policy");
+    }
+    // 2 MiB stored through node A...
+    let data = bytes(2 * MIB, 31);
+    let path = create(&c, a, data.len());
+    assert_eq!(patch(&c, a, &path, 0, &data).status, 204);
+    // ...count on node B: 2 MiB more do not fit.
+    let refused = poll(Duration::from_secs(3), || {
+        let len = (2 * MIB).to_string();
+        let r = call(&c, b, "POST", "/files/", &[TUS, ("Upload-Length", &len)], b"");
+        (r.status == 413).then_some(r)
+    })
+    .expect("node B refuses what would cross the quota with node A's bytes");
+    assert!(refused.text().contains("quota"), "{}", refused.text());
+    let r = call(&c, b, "GET", "/v1/project", &[], b"");
+    let p: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(p["usage"]["bytes_stored"], 2 * MIB, "{p}");
+    // What still fits is taken anywhere.
+    let len = MIB.to_string();
+    assert_eq!(call(&c, b, "POST", "/files/", &[TUS, ("Upload-Length", &len)], b"").status, 201);
+}
+
+#[test]
+fn processing_left_by_a_dead_node_is_taken_over_by_another() {
+    let mut c = Cluster::start(2);
+    let (a, b) = (c.nodes[0].addr, c.nodes[1].addr);
+    // Every byte stored, the length not yet declared.
+    let data = bytes(200_000, 41);
+    let r = call(&c, a, "POST", "/files/", &[TUS, ("Upload-Defer-Length", "1")], b"");
+    assert_eq!(r.status, 201, "{r:?}");
+    let path = Server::path_of(r.header("location").unwrap());
+    assert_eq!(patch(&c, a, &path, 0, &data).status, 204);
+    // The bucket refuses reads for now: the PATCH declaring the length
+    // completes the upload, and node A's processing waits for the bucket,
+    // holding the asset's claim.
+    c.garage.cli(&["bucket", "deny", "--read", "tusk", "--key", "tusk-key"]);
+    let len = data.len().to_string();
+    let r = call(&c, a, "PATCH", &path, &patch_headers(&len, &[("Upload-Length", &len)]), b"");
+    assert_eq!(r.status, 204, "{}", r.text());
+    let id = id_of(&path);
+    std::thread::sleep(Duration::from_secs(6));
+    let r = call(&c, b, "GET", &format!("/v1/assets/{id}"), &[], b"");
+    let asset: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(asset["state"], "processing", "node B leaves A's claim alone: {asset}");
+    // Node A dies with the claim; the bucket reads again.
+    c.nodes[0].kill9();
+    c.garage.cli(&["bucket", "allow", "--read", "tusk", "--key", "tusk-key"]);
+    let asset = settled(&c, b, &id);
+    assert_eq!(asset["state"], "ready", "{asset}");
+    assert_eq!(asset["sha256"], sha256_hex(&data));
+}

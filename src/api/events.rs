@@ -57,6 +57,7 @@ pub fn stream(app: &Arc<App>, caller: &Caller, req: &Request<Incoming>) -> Resul
                     return;
                 }
             }
+            Resume::Ahead(seq) => last = seq,
             Resume::From(events) => {
                 for ev in events.iter().filter(|e| e.project == project) {
                     last = ev.seq;

@@ -43,6 +43,11 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS tusk_events (
         record bytea NOT NULL
     )";
 
+/// How far past this node's newest event a `Last-Event-ID` may be and still
+/// be taken as made by another node a moment ago (its reader catches up);
+/// further is an id this database never made.
+const AHEAD: u64 = 4096;
+
 pub struct PgEvents {
     tx: broadcast::Sender<Arc<Event>>,
     writer: mpsc::Sender<(Kind, UploadRecord)>,
@@ -130,7 +135,8 @@ impl PgEvents {
         let history = self.history.lock().expect("history");
         match (history.events.front(), history.events.back()) {
             (Some((first, _)), _) if first.seq > seq + 1 => Resume::Gap,
-            (_, Some((last, _))) if seq > last.seq => Resume::Gap,
+            (_, Some((last, _))) if seq > last.seq + AHEAD => Resume::Gap,
+            (_, Some((last, _))) if seq > last.seq => Resume::Ahead(seq),
             (None, _) if seq > 0 => Resume::Gap,
             _ => Resume::From(
                 history.events.iter().filter(|(e, _)| e.seq > seq).map(|(e, _)| e.clone()).collect(),

@@ -247,6 +247,14 @@ impl MetaStore {
         }
     }
 
+    /// Every project's usage as stored (unfinished uploads at their offsets).
+    pub async fn usage_totals(&self) -> Result<HashMap<Uuid, UsageFigures>> {
+        match self {
+            MetaStore::Sled(s) => off_thread(s, |s| s.usage_totals()).await,
+            MetaStore::Postgres(p) => Ok(p.usage_totals().await?),
+        }
+    }
+
     /// Assets left `processing` by a crash or a stop.
     pub async fn processing(&self) -> Result<Vec<Uuid>> {
         match self {

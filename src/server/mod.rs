@@ -224,6 +224,7 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> io::Result<()> {
     });
     if app.locks.is_shared() {
         tokio::spawn(crate::uploads::process::watch_unclaimed(app.clone()));
+        tokio::spawn(crate::uploads::share_usage(app.clone()));
     }
     // Finals whose parts completed just before a crash are assembled now.
     tokio::spawn({

@@ -263,6 +263,23 @@ fn catch_up(bytes: &ByteStore, rec: &mut UploadRecord, stored: u64) -> Result<bo
     Ok(true)
 }
 
+/// With several nodes on one database: every second, each project's usage
+/// as the database counts it (every node's uploads) replaces this node's
+/// own count, so quotas hold across nodes. A database away keeps the last
+/// figures (and this node's changes since) until it is back.
+pub async fn share_usage(app: Arc<App>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            _ = app.shutdown.cancelled() => return,
+        }
+        match app.meta.usage_totals().await {
+            Ok(stored) => app.usage.rebase(&stored),
+            Err(e) => tracing::debug!(error = %e, "reading the cluster's usage"),
+        }
+    }
+}
+
 /// If an unfinished upload's stored bytes are fewer than its offset (a disk
 /// that lost synced data, a file removed by hand), sets the offset to what
 /// is really there and re-hashes that prefix, so new bytes never land after

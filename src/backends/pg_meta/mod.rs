@@ -29,8 +29,11 @@ use crate::record::{Concat, GoneReason, Offset, Owner, Timestamp, Tombstone, Upl
 use crate::usage::UsageFigures;
 
 /// The migrations, in order: the schema's version is how many have run.
-const MIGRATIONS: &[&str] =
-    &[include_str!("migrations/0001_uploads.sql"), include_str!("migrations/0002_documents.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_uploads.sql"),
+    include_str!("migrations/0002_documents.sql"),
+    include_str!("migrations/0003_usage.sql"),
+];
 
 /// Taken (for the transaction) by a node migrating the schema.
 const MIGRATION_LOCK: i64 = 0x7475_736b_0001;
@@ -536,14 +539,13 @@ impl PgMeta {
     }
 }
 
+/// Every project's usage as the database keeps it (`project_usage`,
+/// moved by a trigger with every record change).
 async fn usage_totals(client: &tokio_postgres::Client) -> Result<HashMap<Uuid, UsageFigures>> {
     let rows = client
         .query(
-            "SELECT project_id,
-                    COALESCE(SUM(settled_bytes + CASE WHEN in_flight THEN offset_bytes ELSE 0 END), 0)::bigint,
-                    COUNT(*) FILTER (WHERE settled_asset OR (in_flight AND is_asset)),
-                    COUNT(*) FILTER (WHERE in_flight)
-             FROM uploads GROUP BY project_id",
+            "SELECT project_id, bytes, assets, in_flight FROM project_usage
+             WHERE bytes <> 0 OR assets <> 0 OR in_flight <> 0",
             &[],
         )
         .await?;

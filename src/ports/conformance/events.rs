@@ -56,9 +56,15 @@ async fn every_nodes_events_reach_every_node_in_one_order_and_replay_anywhere() 
             Resume::From(events) => {
                 assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), seqs[1..].to_vec())
             }
-            Resume::Gap => panic!("a gap for a known id"),
+            Resume::Gap | Resume::Ahead(_) => panic!("a gap for a known id"),
         }
     }
+    // Made by another node a moment ago (this one has not read it yet).
+    let just_ahead = later.event_id(seqs[3] + 2);
+    assert!(
+        matches!(later.resume(&just_ahead), Resume::Ahead(_)),
+        "an id a moment ahead waits for its events"
+    );
     assert!(matches!(later.resume("c999999"), Resume::Gap), "an id from the future is a gap");
     assert!(matches!(later.resume("nonsense"), Resume::Gap));
 }
