@@ -37,6 +37,10 @@
 //!   --keep-data    leave the data directories (deleted at the end otherwise)
 //!   --drop-caches  `echo 1 > /proc/sys/vm/drop_caches` before each server
 //!                  (same page-cache state for every server; needs root)
+//!   --database     issue 17's figures instead (`tus/pg.rs`): one node's
+//!                  POST/s and HEAD/s on PostgreSQL against the same node on
+//!                  sled, in alternating pairs, with the database's cost per
+//!                  request and its capacity here (pgbench)
 //!   --storage s3   issue 16's figures instead (`tus/s3.rs`): one fresh Garage,
 //!                  tusk with `--storage s3`, @tus/server with @tus/s3-store
 //!                  (unless --no-peers), and the direct multipart upload as
@@ -56,6 +60,8 @@ use std::time::{Duration, Instant};
 
 #[path = "tus/null_tus.rs"]
 mod null_tus;
+#[path = "tus/pg.rs"]
+mod pg;
 #[path = "tus/s3.rs"]
 mod s3;
 
@@ -71,6 +77,7 @@ struct Opts {
     keep_data: bool,
     drop_caches: bool,
     s3: bool,
+    database: bool,
 }
 
 fn parse_opts() -> Result<Opts, String> {
@@ -82,6 +89,7 @@ fn parse_opts() -> Result<Opts, String> {
         keep_data: false,
         drop_caches: false,
         s3: false,
+        database: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -91,6 +99,7 @@ fn parse_opts() -> Result<Opts, String> {
             "--peers" => o.peers = Some(true),
             "--keep-data" => o.keep_data = true,
             "--drop-caches" => o.drop_caches = true,
+            "--database" => o.database = true,
             "--only" => {
                 let v = args.next().ok_or("--only needs a list: tusk,node,rustus,null")?;
                 let list: Vec<String> =
@@ -143,6 +152,7 @@ fn run() -> Result<bool, String> {
         .unwrap_or_else(|| root.join("target").join("bench"));
     let servers: Vec<String> = match &opts.only {
         _ if opts.s3 => s3::servers(opts.peers.unwrap_or(!opts.quick)),
+        _ if opts.database => vec!["tusk".to_string()],
         Some(l) => SERVERS.iter().filter(|s| l.iter().any(|x| x == *s)).map(|s| s.to_string()).collect(),
         None if opts.peers.unwrap_or(!opts.quick) => SERVERS.iter().map(|s| s.to_string()).collect(),
         None => vec!["tusk".to_string()],
@@ -257,7 +267,21 @@ fn run() -> Result<bool, String> {
         };
         (all_ok, runs) = s3::run(&cx)?;
     }
-    for s in servers.iter().filter(|_| !opts.s3) {
+    let mut database_report = String::new();
+    if opts.database {
+        let cx = pg::Ctx {
+            root: &root,
+            peers: &peers,
+            data_root: &data_root,
+            results: &results,
+            ts: &ts,
+            tusk_bin: &tusk_bin,
+            knobs: &knobs,
+            quick: opts.quick,
+        };
+        (all_ok, database_report) = pg::run(&cx)?;
+    }
+    for s in servers.iter().filter(|_| !opts.s3 && !opts.database) {
         if opts.drop_caches {
             drop_caches();
         }
@@ -309,7 +333,13 @@ fn run() -> Result<bool, String> {
         started.elapsed().as_secs_f64(),
         if knob_note.is_empty() { "bench.sh defaults".to_string() } else { knob_note.join(" ") }
     ));
-    out.push_str(&if opts.s3 { s3::report(&servers, &runs) } else { report(&servers, &runs) });
+    out.push_str(&if opts.s3 {
+        s3::report(&servers, &runs)
+    } else if opts.database {
+        database_report
+    } else {
+        report(&servers, &runs)
+    });
     println!("\n{out}");
     let md = results.join(format!("{ts}.md"));
     let _ = fs::write(&md, &out);

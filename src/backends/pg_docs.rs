@@ -23,7 +23,12 @@ impl PgDocs {
     pub async fn list(&self, collection: &str) -> Result<Vec<String>> {
         let client = self.pool.get().await?;
         let rows = client
-            .query("SELECT body FROM documents WHERE collection = $1 ORDER BY name", &[&collection])
+            .query(
+                &client
+                    .prepare_cached("SELECT body FROM documents WHERE collection = $1 ORDER BY name")
+                    .await?,
+                &[&collection],
+            )
             .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
@@ -32,7 +37,9 @@ impl PgDocs {
         let client = self.pool.get().await?;
         let row = client
             .query_opt(
-                "SELECT body FROM documents WHERE collection = $1 AND name = $2",
+                &client
+                    .prepare_cached("SELECT body FROM documents WHERE collection = $1 AND name = $2")
+                    .await?,
                 &[&collection, &name],
             )
             .await?;
@@ -44,9 +51,13 @@ impl PgDocs {
         let client = self.pool.get().await?;
         client
             .execute(
-                "INSERT INTO documents (collection, name, body) VALUES ($1, $2, $3)
+                &client
+                    .prepare_cached(
+                        "INSERT INTO documents (collection, name, body) VALUES ($1, $2, $3)
                  ON CONFLICT (collection, name)
                  DO UPDATE SET body = EXCLUDED.body, revision = nextval('documents_revision')",
+                    )
+                    .await?,
                 &[&collection, &name, &body],
             )
             .await?;
@@ -59,7 +70,7 @@ impl PgDocs {
         let client = self.pool.get().await?;
         let row = client
             .query_one(
-                "SELECT COALESCE(MAX(revision), 0)::bigint, COUNT(*)::bigint FROM documents WHERE collection = $1",
+                &client.prepare_cached("SELECT COALESCE(MAX(revision), 0)::bigint, COUNT(*)::bigint FROM documents WHERE collection = $1").await?,
                 &[&collection],
             )
             .await?;
@@ -72,11 +83,17 @@ impl PgDocs {
         let client = self.pool.get().await?;
         client
             .execute(
-                "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                &client
+                    .prepare_cached(
+                        "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                    )
+                    .await?,
                 &[&name, &candidate],
             )
             .await?;
-        let row = client.query_one("SELECT value FROM secrets WHERE name = $1", &[&name]).await?;
+        let row = client
+            .query_one(&client.prepare_cached("SELECT value FROM secrets WHERE name = $1").await?, &[&name])
+            .await?;
         Ok(row.get(0))
     }
 }

@@ -174,20 +174,28 @@ async fn write(
                     }
                 }
             }
+            // The whole batch in one transaction of four round trips: the
+            // append lock (commits in the order of their numbers), one
+            // insert of every event in order, the notice, the commit.
+            let kinds: Vec<&str> = batch.iter().map(|(k, _)| k.as_str()).collect();
+            let projects: Vec<uuid::Uuid> = batch.iter().map(|(_, r)| r.project_id).collect();
+            let records: Vec<Vec<u8>> = batch
+                .iter()
+                .map(|(_, r)| crate::backends::sled_meta::codec::encode(r).unwrap_or_default())
+                .collect();
             let result = async {
-                client.batch_execute("BEGIN").await?;
-                client.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK]).await?;
-                for (kind, rec) in &batch {
-                    let bytes = crate::backends::sled_meta::codec::encode(rec).unwrap_or_default();
-                    client
-                        .execute(
-                            "INSERT INTO tusk_events (kind, project_id, record) VALUES ($1, $2, $3)",
-                            &[&kind.as_str(), &rec.project_id, &bytes],
-                        )
-                        .await?;
-                }
-                client.execute("SELECT pg_notify($1, '')", &[&CHANNEL]).await?;
-                client.batch_execute("COMMIT").await
+                client.batch_execute(&format!("BEGIN; SELECT pg_advisory_xact_lock({APPEND_LOCK})")).await?;
+                client
+                    .execute(
+                        "INSERT INTO tusk_events (kind, project_id, record)
+                         SELECT kind, project_id, record
+                         FROM unnest($1::text[], $2::uuid[], $3::bytea[]) WITH ORDINALITY
+                              AS e(kind, project_id, record, n)
+                         ORDER BY n",
+                        &[&kinds, &projects, &records],
+                    )
+                    .await?;
+                client.batch_execute(&format!("SELECT pg_notify('{CHANNEL}', ''); COMMIT")).await
             }
             .await;
             match result {

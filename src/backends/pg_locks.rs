@@ -56,6 +56,14 @@ struct Session {
     client: tokio_postgres::Client,
     /// Fires when the session is gone (its locks with it).
     lost: CancellationToken,
+    /// Prepared once per session: each use is then one round trip.
+    statements: Statements,
+}
+
+struct Statements {
+    try_lock: tokio_postgres::Statement,
+    unlock: tokio_postgres::Statement,
+    notify: tokio_postgres::Statement,
 }
 
 /// Held while a request works on an upload, on this node and in the cluster.
@@ -68,11 +76,7 @@ pub struct PgLock {
     shared: Arc<Shared>,
 }
 
-/// The advisory lock key of an upload: its id's two halves folded.
-fn key(id: Uuid) -> i64 {
-    let (hi, lo) = id.as_u64_pair();
-    (hi ^ lo) as i64
-}
+use super::pg_meta::lock_key as key;
 
 impl PgLocks {
     /// Locks for a node on the database at `url`; the session is opened
@@ -194,7 +198,12 @@ impl Shared {
             gone.cancel();
         });
         client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
-        let session = Arc::new(Session { client, lost });
+        let statements = Statements {
+            try_lock: client.prepare("SELECT pg_try_advisory_lock($1)").await?,
+            unlock: client.prepare("SELECT pg_advisory_unlock($1)").await?,
+            notify: client.prepare("SELECT pg_notify($1, $2)").await?,
+        };
+        let session = Arc::new(Session { client, lost, statements });
         *slot = Some(session.clone());
         Ok(session)
     }
@@ -209,19 +218,19 @@ impl Session {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let session = self.clone();
         tokio::spawn(async move {
-            let taken = match session.client.query_one("SELECT pg_try_advisory_lock($1)", &[&key(id)]).await {
+            let taken = match session.client.query_one(&session.statements.try_lock, &[&key(id)]).await {
                 Ok(row) => row.get::<_, bool>(0),
                 Err(_) => false,
             };
             if tx.send(taken).is_err() && taken {
-                let _ = session.client.query_one("SELECT pg_advisory_unlock($1)", &[&key(id)]).await;
+                let _ = session.client.query_one(&session.statements.unlock, &[&key(id)]).await;
             }
         });
         rx.await.unwrap_or(false)
     }
 
     async fn ask_release(&self, id: Uuid) {
-        let _ = self.client.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &id.to_string()]).await;
+        let _ = self.client.execute(&self.statements.notify, &[&CHANNEL, &id.to_string()]).await;
     }
 }
 
@@ -242,7 +251,7 @@ impl Drop for PgLock {
         // the session ends with the process, and its locks with it.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let _ = session.client.query_one("SELECT pg_advisory_unlock($1)", &[&key]).await;
+                let _ = session.client.query_one(&session.statements.unlock, &[&key]).await;
                 drop(local);
             });
         }

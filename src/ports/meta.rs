@@ -45,6 +45,14 @@ pub struct Resumed {
     pub with_bytes: Vec<(Uuid, Offset)>,
 }
 
+/// What `status_unless_writing` found.
+pub enum StatusRead {
+    /// Nobody is writing: the status (or nothing, for no such upload).
+    Settled(Option<UploadStatus>),
+    /// A request holds the upload (or the lock must be taken to know).
+    Writing,
+}
+
 /// One page of `list_assets`: newest first, and where the next starts.
 pub struct AssetPage {
     pub assets: Vec<UploadRecord>,
@@ -64,6 +72,21 @@ impl MetaStore {
         match self {
             MetaStore::Sled(s) => Ok(s.status(id)?),
             MetaStore::Postgres(p) => Ok(p.status(id).await?),
+        }
+    }
+
+    /// What HEAD needs, read only if no request holds the upload right now
+    /// (then what is stored is all that was acknowledged, and a reader need
+    /// not take the lock nor queue behind other readers); `Writing` if one
+    /// holds it, or where the lock is not the database's to answer (sled:
+    /// the in-process lock costs nothing, so it is taken).
+    pub async fn status_unless_writing(&self, id: Uuid) -> Result<StatusRead> {
+        match self {
+            MetaStore::Sled(_) => Ok(StatusRead::Writing),
+            MetaStore::Postgres(p) => Ok(match p.status_unless_locked(id).await? {
+                Some(found) => StatusRead::Settled(found),
+                None => StatusRead::Writing,
+            }),
         }
     }
 

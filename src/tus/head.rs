@@ -6,19 +6,27 @@ use uuid::Uuid;
 
 use super::error::TusError;
 use super::headers::{self, UPLOAD_CONCAT, UPLOAD_DEFER_LENGTH, UPLOAD_LENGTH, UPLOAD_OFFSET};
-use super::{check_owner, concat, expires_header, find_status};
+use super::{check_owner, concat, expires_header, find_status, visible};
 use crate::app::App;
 use crate::auth::Caller;
 use crate::http::{Response, empty, set};
+use crate::ports::meta::StatusRead;
 use crate::record::Concat;
 
 pub async fn offset(app: &App, caller: &Caller, id: Uuid, req: &HeaderMap) -> Result<Response, TusError> {
     headers::check_version(req, true)?;
-    check_owner(app, caller, id).await?;
     // Taking the lock stops a PATCH still running for this upload (a client
     // that reconnected), so the offset we report includes what it stored.
-    let _lock = app.locks.lock(id).await?;
-    let rec = find_status(app, caller, id).await?;
+    // Where the database says nobody holds it, there is nothing to stop,
+    // and nobody to wait behind: one round trip.
+    let (rec, _lock) = match app.meta.status_unless_writing(id).await? {
+        StatusRead::Settled(found) => (visible(app, caller, id, found.map(|s| (s.owner(), s))).await?, None),
+        StatusRead::Writing => {
+            check_owner(app, caller, id).await?;
+            let lock = app.locks.lock(id).await?;
+            (find_status(app, caller, id).await?, Some(lock))
+        }
+    };
     super::check_not_refused(rec.refused.as_ref())?;
 
     let mut resp = http::Response::new(empty());

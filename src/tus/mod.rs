@@ -141,7 +141,12 @@ async fn check_owner(app: &App, caller: &Caller, id: Uuid) -> Result<(), TusErro
 
 /// The upload if the caller may use it; 404 for anyone else's (removed or
 /// not), 410 for one of its own that was removed.
-async fn visible<T>(app: &App, caller: &Caller, id: Uuid, found: Option<(Owner, T)>) -> Result<T, TusError> {
+pub(super) async fn visible<T>(
+    app: &App,
+    caller: &Caller,
+    id: Uuid,
+    found: Option<(Owner, T)>,
+) -> Result<T, TusError> {
     if let Some((owner, found)) = found {
         if !caller.may_use(id, &owner) {
             return Err(TusError::not_found());

@@ -124,6 +124,12 @@ impl From<crate::backends::sled_meta::SledError> for PgError {
 
 pub type Result<T, E = PgError> = std::result::Result<T, E>;
 
+/// The advisory lock key of an upload (`pg_locks`): its id's halves folded.
+pub fn lock_key(id: Uuid) -> i64 {
+    let (hi, lo) = id.as_u64_pair();
+    (hi ^ lo) as i64
+}
+
 /// What start-up finds, as `SledMeta::resume` returns it.
 #[derive(Debug, Default)]
 pub struct Resumed {
@@ -143,6 +149,29 @@ fn i(v: u64) -> i64 {
 fn u(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
+
+/// A record's row, new or changed (`PgMeta::put`).
+macro_rules! upsert {
+    () => {
+        "INSERT INTO uploads (id, project_id, record, grp, kind, is_asset, offset_bytes, in_flight,
+                              not_started, settled_bytes, settled_asset, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         ON CONFLICT (id) DO UPDATE SET
+             project_id = EXCLUDED.project_id, record = EXCLUDED.record, grp = EXCLUDED.grp,
+             kind = EXCLUDED.kind, is_asset = EXCLUDED.is_asset, offset_bytes = EXCLUDED.offset_bytes,
+             in_flight = EXCLUDED.in_flight, not_started = EXCLUDED.not_started,
+             settled_bytes = EXCLUDED.settled_bytes, settled_asset = EXCLUDED.settled_asset,
+             updated_at = EXCLUDED.updated_at"
+    };
+}
+const UPSERT: &str = upsert!();
+/// The same, and filed for expiry, in one statement.
+const UPSERT_AND_FILE: &str = concat!(
+    "WITH stored AS (",
+    upsert!(),
+    " RETURNING id) INSERT INTO expiry (id, at) SELECT id, $12 FROM stored
+     ON CONFLICT (id) DO UPDATE SET at = EXCLUDED.at"
+);
 
 impl PgMeta {
     /// Connects to `url` (`postgres://…`), then creates or migrates the schema.
@@ -220,7 +249,9 @@ impl PgMeta {
 
     async fn record_bytes(&self, id: Uuid) -> Result<Option<Vec<u8>>> {
         let client = self.pool.get().await?;
-        let row = client.query_opt("SELECT record FROM uploads WHERE id = $1", &[&id]).await?;
+        let row = client
+            .query_opt(&client.prepare_cached("SELECT record FROM uploads WHERE id = $1").await?, &[&id])
+            .await?;
         Ok(row.map(|r| r.get(0)))
     }
 
@@ -229,6 +260,28 @@ impl PgMeta {
         match self.record_bytes(id).await? {
             Some(v) => Ok(Some(codec::decode(&v)?)),
             None => Ok(None),
+        }
+    }
+
+    /// HEAD's status, if no node holds the upload's lock (`pg_locks`, same
+    /// keys) at this instant: one statement, whose shared try of the key
+    /// any holder refuses and which ends with it. `None` if one holds it.
+    pub async fn status_unless_locked(&self, id: Uuid) -> Result<Option<Option<UploadStatus>>> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                &client
+                    .prepare_cached(
+                        "SELECT pg_try_advisory_xact_lock_shared($2), record FROM uploads WHERE id = $1",
+                    )
+                    .await?,
+                &[&id, &lock_key(id)],
+            )
+            .await?;
+        match row {
+            None => Ok(Some(None)),
+            Some(row) if row.get::<_, bool>(0) => Ok(Some(Some(codec::decode(&row.get::<_, Vec<u8>>(1))?))),
+            Some(_) => Ok(None),
         }
     }
 
@@ -248,10 +301,14 @@ impl PgMeta {
         let client = self.pool.get().await?;
         let row = client
             .query_opt(
-                "INSERT INTO token_uses (token_id, uses) VALUES ($1, 1)
+                &client
+                    .prepare_cached(
+                        "INSERT INTO token_uses (token_id, uses) VALUES ($1, 1)
                  ON CONFLICT (token_id) DO UPDATE SET uses = token_uses.uses + 1
                  WHERE token_uses.uses < $2
                  RETURNING uses",
+                    )
+                    .await?,
                 &[&token_id, &i(max)],
             )
             .await?;
@@ -260,54 +317,47 @@ impl PgMeta {
 
     pub async fn token_uses(&self, token_id: &str) -> Result<u64> {
         let client = self.pool.get().await?;
-        let row = client.query_opt("SELECT uses FROM token_uses WHERE token_id = $1", &[&token_id]).await?;
+        let row = client
+            .query_opt(
+                &client.prepare_cached("SELECT uses FROM token_uses WHERE token_id = $1").await?,
+                &[&token_id],
+            )
+            .await?;
         Ok(row.map_or(0, |r| u(r.get(0))))
     }
 
     /// Stores a record (new or changed) with the columns its placement
-    /// gives, and files an unfinished one for expiry, in one transaction.
+    /// gives, and files an unfinished one for expiry: one statement (one
+    /// round trip, its own transaction), so a project's usage row, which
+    /// the statement's trigger moves, is held only while it commits.
     pub async fn put(&self, rec: &UploadRecord) -> Result<()> {
         let bytes = codec::encode(rec)?;
         let p = rec.placement();
         let in_flight = p.entry.is_some_and(|e| !e.complete);
         let not_started = p.entry.is_some_and(|e| e.complete);
         let (grp, kind) = (i16::from(p.group), i16::from(p.kind));
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        tx.execute(
-            "INSERT INTO uploads (id, project_id, record, grp, kind, is_asset, offset_bytes, in_flight,
-                                  not_started, settled_bytes, settled_asset, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-             ON CONFLICT (id) DO UPDATE SET
-                 project_id = EXCLUDED.project_id, record = EXCLUDED.record, grp = EXCLUDED.grp,
-                 kind = EXCLUDED.kind, is_asset = EXCLUDED.is_asset, offset_bytes = EXCLUDED.offset_bytes,
-                 in_flight = EXCLUDED.in_flight, not_started = EXCLUDED.not_started,
-                 settled_bytes = EXCLUDED.settled_bytes, settled_asset = EXCLUDED.settled_asset,
-                 updated_at = EXCLUDED.updated_at",
-            &[
-                &rec.id,
-                &rec.project_id,
-                &bytes,
-                &grp,
-                &kind,
-                &rec.asset.is_some(),
-                &i(rec.offset.0),
-                &in_flight,
-                &not_started,
-                &i(p.settled.bytes),
-                &p.settled.asset,
-                &i(rec.updated_at.0),
-            ],
-        )
-        .await?;
-        if !rec.is_complete() {
-            tx.execute(
-                "INSERT INTO expiry (id, at) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET at = EXCLUDED.at",
-                &[&rec.id, &i(rec.updated_at.0)],
+        let client = self.pool.get().await?;
+        // Unfinished: filed for expiry in the same statement.
+        let statement = if rec.is_complete() { UPSERT } else { UPSERT_AND_FILE };
+        client
+            .execute(
+                &client.prepare_cached(statement).await?,
+                &[
+                    &rec.id,
+                    &rec.project_id,
+                    &bytes,
+                    &grp,
+                    &kind,
+                    &rec.asset.is_some(),
+                    &i(rec.offset.0),
+                    &in_flight,
+                    &not_started,
+                    &i(p.settled.bytes),
+                    &p.settled.asset,
+                    &i(rec.updated_at.0),
+                ],
             )
             .await?;
-        }
-        tx.commit().await?;
         Ok(())
     }
 
@@ -360,7 +410,7 @@ impl PgMeta {
         let client = self.pool.get().await?;
         client
             .execute(
-                "INSERT INTO expiry (id, at) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET at = EXCLUDED.at",
+                &client.prepare_cached("INSERT INTO expiry (id, at) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET at = EXCLUDED.at").await?,
                 &[&id, &i(at.0)],
             )
             .await?;
@@ -377,12 +427,18 @@ impl PgMeta {
 
     pub async fn contains(&self, id: Uuid) -> Result<bool> {
         let client = self.pool.get().await?;
-        Ok(client.query_opt("SELECT 1 FROM uploads WHERE id = $1", &[&id]).await?.is_some())
+        Ok(client
+            .query_opt(&client.prepare_cached("SELECT 1 FROM uploads WHERE id = $1").await?, &[&id])
+            .await?
+            .is_some())
     }
 
     pub async fn tombstone(&self, id: Uuid) -> Result<Option<Tombstone>> {
         let client = self.pool.get().await?;
-        match client.query_opt("SELECT stone FROM tombstones WHERE id = $1", &[&id]).await? {
+        match client
+            .query_opt(&client.prepare_cached("SELECT stone FROM tombstones WHERE id = $1").await?, &[&id])
+            .await?
+        {
             Some(row) => Ok(Some(codec::decode(&row.get::<_, Vec<u8>>(0))?)),
             None => Ok(None),
         }
@@ -413,7 +469,9 @@ impl PgMeta {
 
     pub async fn prune_tombstones(&self, before: Timestamp) -> Result<usize> {
         let client = self.pool.get().await?;
-        Ok(client.execute("DELETE FROM tombstones WHERE at < $1", &[&i(before.0)]).await? as usize)
+        Ok(client
+            .execute(&client.prepare_cached("DELETE FROM tombstones WHERE at < $1").await?, &[&i(before.0)])
+            .await? as usize)
     }
 
     /// A project's assets newest first, older than `cursor`, in `state` and
@@ -457,7 +515,7 @@ impl PgMeta {
         let client = self.pool.get().await?;
         client
             .execute(
-                "INSERT INTO waiting_finals (final_id, parts) VALUES ($1, $2) ON CONFLICT (final_id) DO NOTHING",
+                &client.prepare_cached("INSERT INTO waiting_finals (final_id, parts) VALUES ($1, $2) ON CONFLICT (final_id) DO NOTHING").await?,
                 &[&rec.id, parts],
             )
             .await?;
@@ -466,7 +524,12 @@ impl PgMeta {
 
     pub async fn remove_waiting_final(&self, rec: &UploadRecord) -> Result<()> {
         let client = self.pool.get().await?;
-        client.execute("DELETE FROM waiting_finals WHERE final_id = $1", &[&rec.id]).await?;
+        client
+            .execute(
+                &client.prepare_cached("DELETE FROM waiting_finals WHERE final_id = $1").await?,
+                &[&rec.id],
+            )
+            .await?;
         Ok(())
     }
 
@@ -474,7 +537,7 @@ impl PgMeta {
         let client = self.pool.get().await?;
         let rows = client
             .query(
-                "SELECT final_id FROM waiting_finals WHERE parts @> ARRAY[$1::uuid] ORDER BY final_id",
+                &client.prepare_cached("SELECT final_id FROM waiting_finals WHERE parts @> ARRAY[$1::uuid] ORDER BY final_id").await?,
                 &[&part],
             )
             .await?;
@@ -483,7 +546,12 @@ impl PgMeta {
 
     pub async fn waiting_finals(&self) -> Result<Vec<Uuid>> {
         let client = self.pool.get().await?;
-        let rows = client.query("SELECT final_id FROM waiting_finals ORDER BY final_id", &[]).await?;
+        let rows = client
+            .query(
+                &client.prepare_cached("SELECT final_id FROM waiting_finals ORDER BY final_id").await?,
+                &[],
+            )
+            .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
@@ -494,20 +562,30 @@ impl PgMeta {
         let client = self.pool.get().await?;
         client
             .execute(
-                "INSERT INTO expiry (id, at) SELECT id, updated_at FROM uploads WHERE in_flight
+                &client
+                    .prepare_cached(
+                        "INSERT INTO expiry (id, at) SELECT id, updated_at FROM uploads WHERE in_flight
                  ON CONFLICT (id) DO NOTHING",
+                    )
+                    .await?,
                 &[],
             )
             .await?;
         // The expiry queue names only uploads: one left by nothing (a
         // record removed since) is dropped by the sweeper when due.
         let mut resumed = Resumed { usage: usage_totals(&client).await?, ..Resumed::default() };
-        let rows =
-            client.query("SELECT id FROM uploads WHERE grp = 0 AND not_started ORDER BY id", &[]).await?;
+        let rows = client
+            .query(
+                &client
+                    .prepare_cached("SELECT id FROM uploads WHERE grp = 0 AND not_started ORDER BY id")
+                    .await?,
+                &[],
+            )
+            .await?;
         resumed.not_started = rows.iter().map(|r| r.get(0)).collect();
         let rows = client
             .query(
-                "SELECT id, offset_bytes FROM uploads WHERE in_flight AND offset_bytes > 0 ORDER BY id",
+                &client.prepare_cached("SELECT id, offset_bytes FROM uploads WHERE in_flight AND offset_bytes > 0 ORDER BY id").await?,
                 &[],
             )
             .await?;
@@ -517,14 +595,17 @@ impl PgMeta {
 
     /// Every project's usage, counting unfinished uploads at their offsets.
     pub async fn usage_totals(&self) -> Result<HashMap<Uuid, UsageFigures>> {
-        usage_totals(&*self.pool.get().await?).await
+        usage_totals(&self.pool.get().await?).await
     }
 
     /// Assets left `processing` (by a crash or a stop).
     pub async fn processing(&self) -> Result<Vec<Uuid>> {
         let client = self.pool.get().await?;
         let rows = client
-            .query("SELECT id FROM uploads WHERE grp = $1 ORDER BY id", &[&i16::from(group::PROCESSING)])
+            .query(
+                &client.prepare_cached("SELECT id FROM uploads WHERE grp = $1 ORDER BY id").await?,
+                &[&i16::from(group::PROCESSING)],
+            )
             .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
@@ -541,11 +622,15 @@ impl PgMeta {
 
 /// Every project's usage as the database keeps it (`project_usage`,
 /// moved by a trigger with every record change).
-async fn usage_totals(client: &tokio_postgres::Client) -> Result<HashMap<Uuid, UsageFigures>> {
+async fn usage_totals(client: &deadpool_postgres::Client) -> Result<HashMap<Uuid, UsageFigures>> {
     let rows = client
         .query(
-            "SELECT project_id, bytes, assets, in_flight FROM project_usage
+            &client
+                .prepare_cached(
+                    "SELECT project_id, bytes, assets, in_flight FROM project_usage
              WHERE bytes <> 0 OR assets <> 0 OR in_flight <> 0",
+                )
+                .await?,
             &[],
         )
         .await?;
