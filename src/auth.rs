@@ -212,17 +212,21 @@ impl Keys {
 
     /// Re-reads the keys (a handful of small documents); true if anything changed.
     pub async fn reload(&self) -> io::Result<bool> {
+        let mut revision = None;
         if self.docs.is_shared() {
             // Every node polls: ask the database whether to read at all.
-            let revision = self.docs.revision(Collection::Keys).await?;
-            let mut seen = self.seen.lock().expect("keys");
-            if seen.as_ref() == Some(&revision) {
+            let now = self.docs.revision(Collection::Keys).await?;
+            if self.seen.lock().expect("keys").as_ref() == Some(&now) {
                 return Ok(false);
             }
-            *seen = Some(revision);
+            revision = Some(now);
         }
         let by_hash: HashMap<String, KeyRecord> =
             list_keys(&self.docs).await?.into_iter().map(|k| (k.secret_sha256.clone(), k)).collect();
+        // Only once read: a failed read is tried again at the next poll.
+        if revision.is_some() {
+            *self.seen.lock().expect("keys") = revision;
+        }
         let fingerprint = |m: &HashMap<String, KeyRecord>| {
             let mut v: Vec<(String, bool)> =
                 m.iter().map(|(h, k)| (h.clone(), k.revoked_at.is_some())).collect();

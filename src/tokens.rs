@@ -137,7 +137,13 @@ pub struct Tokens {
     /// token, so it is done only when one was added or replaced. Held while
     /// looking, so that a burst of unknown tokens costs one look.
     seen: tokio::sync::Mutex<Option<Revision>>,
+    /// When an unknown token last made us look: unknown tokens (a made-up
+    /// one, sent in a loop) look at most every `LOOK_EVERY`.
+    looked: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// How often unknown tokens may make the server look for new ones.
+const LOOK_EVERY: Duration = Duration::from_millis(25);
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum TokenError {
@@ -148,7 +154,12 @@ pub enum TokenError {
 
 impl Tokens {
     pub async fn open(docs: Docs) -> io::Result<Tokens> {
-        let t = Tokens { docs, by_hash: RwLock::default(), seen: tokio::sync::Mutex::new(None) };
+        let t = Tokens {
+            docs,
+            by_hash: RwLock::default(),
+            seen: tokio::sync::Mutex::new(None),
+            looked: std::sync::Mutex::new(None),
+        };
         t.reload(true).await?;
         Ok(t)
     }
@@ -186,7 +197,17 @@ impl Tokens {
         let found = match found {
             Some(t) => Some(t),
             None => {
-                let _ = self.reload_if_changed().await;
+                let due = {
+                    let mut looked = self.looked.lock().expect("tokens");
+                    let due = looked.is_none_or(|t| t.elapsed() >= LOOK_EVERY);
+                    if due {
+                        *looked = Some(std::time::Instant::now());
+                    }
+                    due
+                };
+                if due {
+                    let _ = self.reload_if_changed().await;
+                }
                 self.by_hash.read().expect("tokens").get(&hash).cloned()
             }
         };

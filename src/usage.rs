@@ -164,7 +164,7 @@ impl Usage {
 
     /// A budget for one request that streams into an upload of `project`.
     pub fn budget(&self, project: Uuid, quota: Option<u64>) -> Budget {
-        Budget { usage: self.project(project), quota, taken: 0 }
+        Budget { usage: self.project(project), quota, taken: 0, recorded: 0 }
     }
 }
 
@@ -176,6 +176,9 @@ pub struct Budget {
     usage: Arc<ProjectUsage>,
     quota: Option<u64>,
     taken: u64,
+    /// Of `taken`, the bytes already in the stored offset (a checkpoint
+    /// mid-request): no longer streaming, so no longer `reserved`.
+    recorded: u64,
 }
 
 impl Budget {
@@ -186,13 +189,25 @@ impl Budget {
         granted
     }
 
+    /// The first `n` bytes this request took are in the upload's stored
+    /// offset now (checkpointed while the body goes on): the stored figures
+    /// count them, so a rebase must not count them again as streaming.
+    pub fn recorded(&mut self, n: u64) {
+        let n = n.min(self.taken);
+        if n > self.recorded {
+            self.usage.release(n - self.recorded);
+            self.recorded = n;
+        }
+    }
+
     /// The request kept `kept` of the bytes it took (they are now counted
     /// through the record); the rest is handed back.
     pub fn settle(&mut self, kept: u64) {
         let back = self.taken.saturating_sub(kept);
         self.usage.add_bytes(-(back as i64));
-        self.usage.release(self.taken);
+        self.usage.release(self.taken - self.recorded);
         self.taken = 0;
+        self.recorded = 0;
     }
 
     pub fn quota(&self) -> Option<u64> {
@@ -205,7 +220,7 @@ impl Drop for Budget {
         // Not settled: nothing taken is known to have been kept by this request.
         if self.taken > 0 {
             self.usage.add_bytes(-(self.taken as i64));
-            self.usage.release(self.taken);
+            self.usage.release(self.taken - self.recorded);
         }
     }
 }
@@ -245,8 +260,16 @@ mod tests {
         assert_eq!(usage.figures(p), UsageFigures { bytes_stored: 800, assets: 3, uploads_in_flight: 2 });
         assert_eq!(usage.figures(q).bytes_stored, 7);
         assert_eq!(a.take(300), 200, "the quota counts every node's bytes");
+        // A checkpoint stores 400 of the 500 taken: the database counts them now.
+        a.recorded(400);
+        let stored =
+            HashMap::from([(p, UsageFigures { bytes_stored: 900, assets: 3, uploads_in_flight: 2 })]);
+        usage.rebase(&stored);
+        assert_eq!(usage.figures(p).bytes_stored, 1000, "checkpointed bytes are not counted twice");
         a.settle(0);
         assert_eq!(usage.figures(p).bytes_stored, 500);
+        usage.rebase(&HashMap::from([(p, UsageFigures { bytes_stored: 500, ..Default::default() })]));
+        assert_eq!(usage.figures(p).bytes_stored, 500, "nothing is left streaming");
         // Nothing streaming: the next rebase is the stored figures exactly.
         usage.rebase(&HashMap::new());
         assert_eq!(usage.figures(p), UsageFigures::default());

@@ -64,13 +64,16 @@ impl PgDocs {
         Ok(())
     }
 
-    /// The collection's newest revision and size: equal answers mean no
-    /// document was added or replaced in between.
+    /// The sum of the collection's revisions and its size: equal answers
+    /// mean no document was added or replaced in between. A sum, not the
+    /// newest: revisions are drawn when a write runs, not when it commits,
+    /// so an older one can commit after a newer (every write still raises
+    /// the sum, as documents are never deleted).
     pub async fn revision(&self, collection: &str) -> Result<(i64, i64)> {
         let client = self.pool.get().await?;
         let row = client
             .query_one(
-                &client.prepare_cached("SELECT COALESCE(MAX(revision), 0)::bigint, COUNT(*)::bigint FROM documents WHERE collection = $1").await?,
+                &client.prepare_cached("SELECT COALESCE(SUM(revision), 0)::bigint, COUNT(*)::bigint FROM documents WHERE collection = $1").await?,
                 &[&collection],
             )
             .await?;

@@ -238,6 +238,12 @@ impl PgLock {
     pub fn cancelled(&self) -> &CancellationToken {
         self.local.as_ref().expect("held until dropped").cancelled()
     }
+
+    /// Fires if the session holding the lock ended: the database let the
+    /// lock go, and another node may hold it now.
+    pub fn lost(&self) -> &CancellationToken {
+        &self.session.lost
+    }
 }
 
 impl Drop for PgLock {

@@ -78,6 +78,16 @@ impl Locks {
 }
 
 impl UploadLock {
+    /// Fires once a shared lock's database session ended: the database let
+    /// the lock go and another node may hold it now, so what this request
+    /// has must not be stored over that node's writes. `None` in-process.
+    pub fn lost(&self) -> Option<CancellationToken> {
+        match &self.held {
+            Held::Local(_) => None,
+            Held::Cluster(l) => Some(l.lost().clone()),
+        }
+    }
+
     /// Fires when a newer request (or shutdown) wants the upload.
     pub fn cancelled(&self) -> &CancellationToken {
         match &self.held {

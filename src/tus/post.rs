@@ -69,7 +69,9 @@ pub async fn create(app: &Arc<App>, caller: &Caller, req: Request<Incoming>) -> 
     let location = protocol::upload_url(app, h, &parts.uri, id);
 
     let rec = if with_body {
-        let lock = app.locks.lock(id).await?;
+        // The upload exists now: any answer says where it is.
+        let lock =
+            app.locks.lock(id).await.map_err(|e| TusError::from(e).with_header(LOCATION, &location))?;
         // An unusable Upload-Checksum refuses the chunk, not the upload (tusd):
         // the upload exists at offset 0 and the answer says where.
         let result = match headers::checksum(h) {

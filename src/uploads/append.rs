@@ -214,6 +214,8 @@ where
     let mut trailers = None;
     let align = app.bytes.sync_alignment();
     loop {
+        // What the last checkpoint stored is no longer only streaming.
+        budget.recorded(app.recorded);
         // A slow body still gets recorded (and shows progress) every second,
         // or at the next edge where a sync is cheap.
         let due = (checkpoints && app.unrecorded()).then(|| {

@@ -69,6 +69,21 @@ pub async fn assemble(app: &App, rec: &mut UploadRecord) -> Result<bool, UploadE
     Ok(true)
 }
 
+/// The final's lock, waiting out a lock database that is away for up to a
+/// minute (nothing else would assemble the final until a restart).
+async fn lock_soon(app: &App, id: Uuid) -> Result<crate::ports::locks::UploadLock, UploadError> {
+    for _ in 0..60 {
+        match app.locks.lock(id).await {
+            Ok(lock) => return Ok(lock),
+            Err(crate::ports::locks::LockError::Busy) => return Err(UploadError::Busy),
+            Err(crate::ports::locks::LockError::Unavailable) => {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await
+            }
+        }
+    }
+    Err(UploadError::Busy)
+}
+
 /// A partial upload finished: assemble the finals that list it and are now
 /// complete. `None` (at start-up): every waiting final, also filing each in
 /// the by-part index again (data directories from before it existed).
@@ -86,7 +101,7 @@ pub async fn on_partial_complete(app: &Arc<App>, part: Option<Uuid>) {
     };
     for id in waiting {
         let result = async {
-            let _lock = app.locks.lock(id).await.map_err(|_| UploadError::Busy)?;
+            let _lock = lock_soon(app, id).await?;
             let Some(mut rec) = app.meta.get(id).await? else {
                 return Ok::<_, UploadError>(());
             };

@@ -326,6 +326,8 @@ pub struct Append {
     pub staged: Staged,
     limits: limits::Effective,
     start: Offset,
+    /// Fires if the upload's lock was lost (`UploadLock::lost`).
+    lock_lost: Option<tokio_util::sync::CancellationToken>,
 }
 
 /// What a committed append left.
@@ -372,14 +374,24 @@ pub async fn stream(
         let why = crate::uploads::process::refuse(app, rec, sniffed, &limits).await?;
         return Err(Refusal::TypeNotAllowed(why).into());
     }
-    Ok(Append { staged, limits, start })
+    Ok(Append { staged, limits, start, lock_lost: lock.lost() })
 }
 
 impl Append {
     /// Records the bytes as the upload's (durable on return), then checks
     /// the upload's type once enough of it is in.
     pub async fn commit(self, app: &App) -> Result<Appended, UploadError> {
-        let Append { staged, limits, start } = self;
+        let Append { staged, limits, start, lock_lost } = self;
+        if lock_lost.is_some_and(|t| t.is_cancelled()) {
+            // Another node may be writing the upload now: storing this
+            // request's offset could count bytes that node overwrote. Left
+            // as they are (not cut off, which could cut that node's).
+            drop(staged);
+            return Err(UploadError::Store(StoreError::Io(std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                "this server lost the upload's lock (its database session ended) before storing the bytes",
+            ))));
+        }
         let end = staged.end.clone();
         let received = staged.received();
         let mut rec = staged.commit().await?;

@@ -154,14 +154,21 @@ pub async fn start(app: &Arc<App>, rec: &UploadRecord) -> Result<(), StoreError>
 /// database one processes it, and if that node dies (its database session
 /// and the claim with it), another's `watch_unclaimed` takes it over.
 async fn run(app: Arc<App>, id: Uuid) {
+    run_claimed(app, id).await;
+}
+
+/// [`run`]; false if another request (here or on another node) holds the
+/// asset's claim, so nothing was done.
+async fn run_claimed(app: Arc<App>, id: Uuid) -> bool {
     const LONGEST_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
-    let Some(_claim) = app.locks.try_lock(claim(id)).await else { return };
+    let Some(_claim) = app.locks.try_lock(claim(id)).await else { return false };
     let mut wait = std::time::Duration::from_secs(1);
     while let Err(e) = attempt(&app, id).await {
-        tracing::warn!(asset = %id, error = %e, "byte store away; processing the asset again in {wait:?}");
+        tracing::warn!(asset = %id, error = %e, "storage away; processing the asset again in {wait:?}");
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(LONGEST_WAIT);
     }
+    true
 }
 
 /// The lock that says a node is processing asset `id` (beside the upload's
@@ -174,9 +181,18 @@ fn claim(id: Uuid) -> Uuid {
 /// How often a node on a shared database looks for processing nobody holds.
 const UNCLAIMED_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// The longest a node waits before processing again an asset it processed
+/// and that is still `processing` (its result could not be recorded).
+const RETRY_AT_MOST: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// With several nodes: takes over the processing of assets whose claim is
 /// held by nobody (its node died mid-way), every few seconds, until shutdown.
+/// One this node processed and that stayed `processing` is tried again
+/// after a doubling wait, not every few seconds.
 pub async fn watch_unclaimed(app: Arc<App>) {
+    use std::collections::{HashMap, HashSet};
+    use std::time::Instant;
+    let backoff: Arc<std::sync::Mutex<HashMap<Uuid, (Instant, std::time::Duration)>>> = Arc::default();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(UNCLAIMED_EVERY) => {}
@@ -189,9 +205,23 @@ pub async fn watch_unclaimed(app: Arc<App>) {
                 continue;
             }
         };
+        let listed: HashSet<Uuid> = todo.iter().copied().collect();
+        backoff.lock().expect("backoff").retain(|id, _| listed.contains(id));
+        let now = Instant::now();
         for id in todo {
-            // Returns at once where the claim is held, here or elsewhere.
-            tokio::spawn(run(app.clone(), id));
+            if backoff.lock().expect("backoff").get(&id).is_some_and(|(next, _)| now < *next) {
+                continue;
+            }
+            let (app, backoff) = (app.clone(), backoff.clone());
+            tokio::spawn(async move {
+                // Returns at once where the claim is held, here or elsewhere.
+                if run_claimed(app, id).await {
+                    let mut b = backoff.lock().expect("backoff");
+                    let entry = b.entry(id).or_insert((Instant::now(), UNCLAIMED_EVERY));
+                    entry.1 = (entry.1 * 2).min(RETRY_AT_MOST);
+                    entry.0 = Instant::now() + entry.1;
+                }
+            });
         }
     }
 }
@@ -202,6 +232,10 @@ async fn attempt(app: &Arc<App>, id: Uuid) -> Result<(), StoreError> {
     // Probing reads whole files; a few at a time keeps the disk for uploads.
     let _permit = app.probe_slots.acquire().await.expect("semaphore never closes");
     let Ok(Some(rec)) = app.meta.get(id).await else { return Ok(()) };
+    // Finished meanwhile (by another node, from a list read a moment ago).
+    if rec.asset.as_ref().is_none_or(|a| a.state != AssetState::Processing) {
+        return Ok(());
+    }
     let Some(sniffed) = rec.asset.as_ref().and_then(|a| a.sniffed.clone()) else { return Ok(()) };
     // The bytes made whole with their type first (a bucket's parts joined).
     match super::complete::finish_bytes(app, &rec).await {
@@ -256,8 +290,22 @@ async fn attempt(app: &Arc<App>, id: Uuid) -> Result<(), StoreError> {
         return Err(StoreError::Io(e));
     }
 
+    // A lock database away is waited for like a byte store (`run`).
+    let lock = match app.locks.lock(id).await {
+        Ok(lock) => lock,
+        Err(crate::ports::locks::LockError::Unavailable) => {
+            return Err(StoreError::Io(std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                "the lock database cannot be reached",
+            )));
+        }
+        Err(crate::ports::locks::LockError::Busy) => {
+            tracing::warn!(asset = %id, "the asset stayed locked; its processing is tried again later");
+            return Ok(());
+        }
+    };
     let result = async {
-        let _lock = app.locks.lock(id).await.map_err(|_| StoreError::Corrupt("lock timeout".into()))?;
+        let _lock = lock;
         let Some(mut rec) = app.meta.get(id).await? else { return Ok(()) }; // deleted meanwhile
         let Some(asset) = rec.asset.as_mut() else { return Ok(()) };
         if asset.state != AssetState::Processing {
@@ -304,6 +352,13 @@ async fn attempt(app: &Arc<App>, id: Uuid) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The lock to start a complete upload's processing at start-up: waited for
+/// in one process (a HEAD may hold it a moment); with several nodes only if
+/// free, since another node may be completing it right now (and starts it).
+async fn lock_to_start(app: &App, id: Uuid) -> Option<crate::ports::locks::UploadLock> {
+    if app.locks.is_shared() { app.locks.try_lock(id).await } else { app.locks.lock(id).await.ok() }
+}
+
 /// At start-up: finish what a restart interrupted.
 ///
 /// `not_started`: complete uploads still `pending_upload` (`uploads::resume`).
@@ -317,7 +372,7 @@ pub async fn resume_all(app: &Arc<App>, not_started: Vec<Uuid>) {
     for (id, processing) in todo {
         if processing {
             tokio::spawn(run(app.clone(), id));
-        } else if let Some(lock) = app.locks.try_lock(id).await
+        } else if let Some(lock) = lock_to_start(app, id).await
             && let Ok(Some(rec)) = app.meta.get(id).await
         {
             if let Err(e) = start(app, &rec).await {

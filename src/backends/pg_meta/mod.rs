@@ -33,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_uploads.sql"),
     include_str!("migrations/0002_documents.sql"),
     include_str!("migrations/0003_usage.sql"),
+    include_str!("migrations/0004_head.sql"),
 ];
 
 /// Taken (for the transaction) by a node migrating the schema.
@@ -94,11 +95,24 @@ impl PgError {
         match self {
             PgError::Pool(_) => true,
             PgError::Db(e) => {
-                e.is_closed() || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+                e.is_closed()
+                    || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+                    || e.code().is_some_and(|c| passing(c.code()))
             }
             _ => false,
         }
     }
+}
+
+/// SQLSTATEs that mean "not now" (a retry can work), not "wrong": the
+/// connection failed (class 08), the server is shutting down or starting
+/// (57P01-57P03), out of connections or resources (53), a statement
+/// cancelled by its timeout (57014), a conflict with another transaction
+/// (40001, 40P01, 55P03).
+fn passing(code: &str) -> bool {
+    code.starts_with("08")
+        || code.starts_with("53")
+        || matches!(code, "57P01" | "57P02" | "57P03" | "57014" | "40001" | "40P01" | "55P03")
 }
 
 impl From<tokio_postgres::Error> for PgError {
@@ -264,24 +278,22 @@ impl PgMeta {
     }
 
     /// HEAD's status, if no node holds the upload's lock (`pg_locks`, same
-    /// keys) at this instant: one statement, whose shared try of the key
-    /// any holder refuses and which ends with it. `None` if one holds it.
+    /// keys) at this instant, read after that was known (migration 4 says
+    /// why a function): `None` if one holds it.
     pub async fn status_unless_locked(&self, id: Uuid) -> Result<Option<Option<UploadStatus>>> {
         let client = self.pool.get().await?;
         let row = client
-            .query_opt(
-                &client
-                    .prepare_cached(
-                        "SELECT pg_try_advisory_xact_lock_shared($2), record FROM uploads WHERE id = $1",
-                    )
-                    .await?,
+            .query_one(
+                &client.prepare_cached("SELECT quiet, record FROM tusk_status_unless_locked($1, $2)").await?,
                 &[&id, &lock_key(id)],
             )
             .await?;
-        match row {
+        if !row.get::<_, bool>(0) {
+            return Ok(None);
+        }
+        match row.get::<_, Option<Vec<u8>>>(1) {
+            Some(v) => Ok(Some(Some(codec::decode(&v)?))),
             None => Ok(Some(None)),
-            Some(row) if row.get::<_, bool>(0) => Ok(Some(Some(codec::decode(&row.get::<_, Vec<u8>>(1))?))),
-            Some(_) => Ok(None),
         }
     }
 

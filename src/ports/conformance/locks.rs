@@ -104,3 +104,41 @@ async fn a_node_whose_session_dies_loses_its_locks_and_its_holders_are_told() {
     let next = Uuid::now_v7();
     assert!(a.lock(next).await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_skips_the_lock_only_while_nobody_holds_it_and_sees_what_the_holder_stored() {
+    use crate::backends::pg_meta::PgMeta;
+    use crate::ports::meta::{MetaStore, StatusRead};
+    let cluster = PgCluster::start();
+    let meta = MetaStore::Postgres(std::sync::Arc::new(PgMeta::connect(&cluster.url).await.unwrap()));
+    let locks = node(&cluster, Duration::from_secs(5));
+    let mut rec = crate::record::UploadRecord::new(
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Some(100),
+        None,
+        crate::record::Concat::None,
+    );
+    meta.insert_new(&rec).await.unwrap();
+    let id = rec.id;
+    assert!(matches!(meta.status_unless_writing(id).await.unwrap(), StatusRead::Settled(Some(_))));
+    let missing = Uuid::now_v7();
+    assert!(matches!(meta.status_unless_writing(missing).await.unwrap(), StatusRead::Settled(None)));
+    // A writer holds it: the reader must take the lock (which asks it to stop).
+    let held = locks.lock(id).await.unwrap();
+    assert!(matches!(meta.status_unless_writing(id).await.unwrap(), StatusRead::Writing));
+    rec.offset = crate::record::Offset(40);
+    meta.put(&rec).await.unwrap();
+    drop(held);
+    // Let go (the unlock is sent as the lock drops): the read after it sees
+    // the holder's offset.
+    let t = Instant::now();
+    let seen = loop {
+        if let StatusRead::Settled(Some(s)) = meta.status_unless_writing(id).await.unwrap() {
+            break s.offset.0;
+        }
+        assert!(t.elapsed() < Duration::from_secs(2), "still locked after the holder let go");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(seen, 40);
+}

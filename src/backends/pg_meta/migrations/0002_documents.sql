@@ -1,7 +1,7 @@
 -- Version 2: what an operator manages beside the uploads (API keys, upload
 -- tokens, project policies: one JSON document each), shared by every node.
--- A write takes a new revision, so a node polling a collection's newest
--- revision and size learns of a change without reading the documents.
+-- A write takes a new revision, so a node polling the sum of a collection's
+-- revisions and its size learns of a change without reading the documents.
 CREATE SEQUENCE documents_revision;
 CREATE TABLE documents (
     collection text NOT NULL,
