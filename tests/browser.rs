@@ -205,6 +205,24 @@ fn uppy_with_an_upload_token() {
     println!("screenshot: {}", out.join("uppy-token.png").display());
 }
 
+/// The same Uppy page through HAProxy to three nodes on one PostgreSQL and
+/// one Garage bucket: the token made through one node, its uploads' chunks
+/// and its use count spread over all three.
+#[test]
+fn uppy_with_an_upload_token_through_a_balancer_to_three_nodes() {
+    let dir = prepare();
+    let out = out_dir("uppy_token_cluster");
+    let c = common::cluster::Cluster::start(3);
+    let mut cmd = Command::new("node");
+    cmd.arg("uppy_token.mjs")
+        .current_dir(&dir)
+        .env("TUSK_URL", c.url())
+        .env("TUSK_KEY", &c.key)
+        .env("OUT_DIR", &out);
+    run_script("Uppy with an upload token through HAProxy", cmd, &c.nodes[0]);
+    assert!(c.garage.check_objects(&c.nodes[0], Some(&c.key)) >= 2, "the page's uploads are in the bucket");
+}
+
 /// Chromium, Node and the Node packages, or a clear failure.
 fn prepare() -> PathBuf {
     if !Path::new(CHROMIUM).exists() {

@@ -153,6 +153,8 @@ async fn write(
     mut queue: mpsc::Receiver<(Kind, UploadRecord)>,
 ) {
     let mut appended = 0u64;
+    // Prepared once per connection (made again after a reconnect).
+    let mut insert: Option<tokio_postgres::Statement> = None;
     while let Some(first) = queue.recv().await {
         let mut batch = vec![first];
         while let Ok(more) = queue.try_recv() {
@@ -167,6 +169,7 @@ async fn write(
                     Ok((c, connection)) => {
                         tokio::spawn(connection);
                         client = c;
+                        insert = None;
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "the event writer cannot reach the database; trying again");
@@ -184,17 +187,24 @@ async fn write(
                 .map(|(_, r)| crate::backends::sled_meta::codec::encode(r).unwrap_or_default())
                 .collect();
             let result = async {
+                let statement = match &insert {
+                    Some(s) => s.clone(),
+                    None => {
+                        let s = client
+                            .prepare(
+                                "INSERT INTO tusk_events (kind, project_id, record)
+                                 SELECT kind, project_id, record
+                                 FROM unnest($1::text[], $2::uuid[], $3::bytea[]) WITH ORDINALITY
+                                      AS e(kind, project_id, record, n)
+                                 ORDER BY n",
+                            )
+                            .await?;
+                        insert = Some(s.clone());
+                        s
+                    }
+                };
                 client.batch_execute(&format!("BEGIN; SELECT pg_advisory_xact_lock({APPEND_LOCK})")).await?;
-                client
-                    .execute(
-                        "INSERT INTO tusk_events (kind, project_id, record)
-                         SELECT kind, project_id, record
-                         FROM unnest($1::text[], $2::uuid[], $3::bytea[]) WITH ORDINALITY
-                              AS e(kind, project_id, record, n)
-                         ORDER BY n",
-                        &[&kinds, &projects, &records],
-                    )
-                    .await?;
+                client.execute(&statement, &[&kinds, &projects, &records]).await?;
                 client.batch_execute(&format!("SELECT pg_notify('{CHANNEL}', ''); COMMIT")).await
             }
             .await;
@@ -299,21 +309,24 @@ async fn read(
                 }
             }
         });
-        if client.batch_execute(&format!("LISTEN {CHANNEL}")).await.is_err() {
+        let newer =
+            match client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
+                Ok(()) => client
+                    .prepare(
+                        "SELECT seq, kind, project_id, record FROM tusk_events WHERE seq > $1 ORDER BY seq",
+                    )
+                    .await,
+                Err(e) => Err(e),
+            };
+        let Ok(newer) = newer else {
             listening.abort();
             tokio::time::sleep(POLL).await;
             continue;
-        }
+        };
         loop {
             // What is new past `last`, heard of or not (a NOTIFY sent while
             // reconnecting is not heard).
-            let rows = match client
-                .query(
-                    "SELECT seq, kind, project_id, record FROM tusk_events WHERE seq > $1 ORDER BY seq",
-                    &[&last],
-                )
-                .await
-            {
+            let rows = match client.query(&newer, &[&last]).await {
                 Ok(rows) => rows,
                 Err(_) => break,
             };
