@@ -313,7 +313,11 @@ async fn read(
             match client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
                 Ok(()) => client
                     .prepare(
-                        "SELECT seq, kind, project_id, record FROM tusk_events WHERE seq > $1 ORDER BY seq",
+                        // A limit, so that the plan kept for the statement
+                        // walks the index from `last` rather than sorting
+                        // the table.
+                        "SELECT seq, kind, project_id, record FROM tusk_events WHERE seq > $1 ORDER BY seq \
+                         LIMIT 1024",
                     )
                     .await,
                 Err(e) => Err(e),
@@ -336,6 +340,9 @@ async fn read(
                     remember(&history, ev.clone(), size);
                     let _ = tx.send(ev);
                 }
+            }
+            if rows.len() == 1024 {
+                continue; // more than one page is new
             }
             tokio::select! {
                 h = hear.recv() => if h.is_none() { break },

@@ -639,8 +639,9 @@ async fn usage_totals(client: &deadpool_postgres::Client) -> Result<HashMap<Uuid
         .query(
             &client
                 .prepare_cached(
-                    "SELECT project_id, bytes, assets, in_flight FROM project_usage
-             WHERE bytes <> 0 OR assets <> 0 OR in_flight <> 0",
+                    "SELECT project_id, SUM(bytes)::bigint, SUM(assets)::bigint, SUM(in_flight)::bigint
+             FROM project_usage GROUP BY project_id
+             HAVING SUM(bytes) <> 0 OR SUM(assets) <> 0 OR SUM(in_flight) <> 0",
                 )
                 .await?,
             &[],
